@@ -1,0 +1,234 @@
+"""``emseg-lite``: membrane masks of EM slices from the command line.
+
+A thin layer over ``Segmenter`` and ``batch``: parse, call, print, set the exit
+code (0 all done, 1 some inputs failed, 2 usage error or nothing processed).
+Heavy modules are imported inside the commands so ``--help`` stays instant.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Membrane maps of electron-microscopy slices (0 = membrane, 255 = cell) with a small TFLite U-Net.",
+)
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_DONE = 0, 1, 2
+
+
+class Post(str, Enum):
+    none = "none"
+    watershed = "watershed"
+
+
+def _error(message: object) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def _fail(message: object) -> typer.Exit:
+    _error(message)
+    return typer.Exit(EXIT_NOTHING_DONE)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"emseg-lite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Show the version and exit.")] = None,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="A .tflite file (its .json card beside it) or an embedded model: int8 (default), float16, float32.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: all cores).")]
+
+
+def _load(model, threads, delegate=None, tile=None, overlap=None):
+    from .errors import EmsegError
+    from .segmenter import Segmenter
+
+    try:
+        return Segmenter.load(model, threads=threads, delegate=delegate, tile=tile, overlap=overlap)
+    except (EmsegError, ValueError) as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def segment(
+    inputs: Annotated[List[str], typer.Argument(help="Images (PNG, JPEG, TIFF incl. stacks), folders or glob patterns.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", file_okay=False,
+                                                help="Folder for the outputs (default: beside each input).")] = None,
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    tile: Annotated[Optional[int], typer.Option(min=1, help="Tile size in pixels (default: from the model card).")] = None,
+    overlap: Annotated[Optional[int], typer.Option(min=0, help="Halo cropped from each tile side (default: card).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0,
+                                                       help="Membrane probability threshold (default: card).")] = None,
+    post: Annotated[Optional[Post], typer.Option(help="Post-processing (default: card).")] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write <name>_prob.tif (float membrane probability).")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay", help="Also write <name>_overlay.png (membranes drawn on the slice).")] = False,
+    delegate: Annotated[Optional[str], typer.Option(help="Load a TFLite delegate library (e.g. the GPU delegate).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        min=1, help="Refuse slices with more pixels, as decompression bombs (default: 640 million).")] = None,
+) -> None:
+    """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
+    from . import batch
+    from .errors import EmsegError
+
+    files, problems = batch.expand_inputs(inputs)
+    for problem in problems:
+        _error(problem)
+    if not files:
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    if out is not None:
+        try:
+            batch.check_out_dir(out)
+        except EmsegError as exc:
+            raise _fail(exc) from None
+    segmenter = _load(model, threads, delegate, tile, overlap)
+    options = batch.Options(
+        out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
+        probabilities=probabilities, overlay=overlay, overwrite=overwrite,
+        **({"max_pixels": max_pixels} if max_pixels else {}),
+    )
+    done, failed, timings = _run_batch(batch, segmenter, files, options, quiet)
+    if not quiet and timings:
+        typer.echo(_summary(timings, done), err=True)
+    if done == 0:
+        raise typer.Exit(EXIT_NOTHING_DONE)
+    if failed or problems:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _run_batch(batch, segmenter, files, options, quiet):
+    total = sum(batch.count_sections(p) for p in files)
+    timings: dict[str, list[float]] = {"read": [], "infer": [], "post": [], "write": []}
+    done = failed = 0
+    started = time.perf_counter()
+    with typer.progressbar(length=total, label="segmenting", file=sys.stderr, hidden=quiet or total < 2) as bar:
+        for event in batch.run(segmenter, files, options):
+            if isinstance(event, batch.SliceDone):
+                for key, seconds in event.seconds.items():
+                    timings[key].append(seconds)
+                bar.update(1 if event.page >= 0 else 0)
+            elif isinstance(event, batch.FileDone):
+                done += 1
+                if not quiet:
+                    notes = f" ({'; '.join(event.notes)})" if event.notes else ""
+                    typer.echo(f"{event.path} -> {', '.join(str(p) for p in event.outputs)}{notes}")
+            else:
+                failed += 1
+                _error(event.error)
+    timings["total"] = [time.perf_counter() - started]
+    return done, failed, timings
+
+
+def _summary(timings: dict[str, list[float]], files: int) -> str:
+    slices = len(timings["infer"])
+    parts = ", ".join(f"{k} {1000 * statistics.median(v):.0f} ms" for k, v in timings.items() if v and k != "total")
+    return f"{slices} slice(s) from {files} file(s) in {timings['total'][0]:.2f} s; median per slice: {parts}"
+
+
+@app.command()
+def info(
+    model: Annotated[Optional[str], typer.Argument(help="A .tflite file or embedded model name (default: int8).")] = None,
+    threads: ThreadsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card and runtime as JSON.")] = False,
+) -> None:
+    """Show a model's card, the interpreter backend in use and the thread count."""
+    from . import registry
+    from .backend import backend
+
+    segmenter = _load(model, threads)
+    impl = backend()
+    runtime = {"backend": f"{impl.name} {impl.version}", "threads": segmenter.net.threads,
+               "model_path": str(segmenter.net.path), "embedded_models": sorted(registry.embedded_models())}
+    if as_json:
+        typer.echo(json.dumps({"card": segmenter.card.to_dict(), "runtime": runtime}, indent=2))
+        return
+    card = segmenter.card
+    lines = [
+        f"model          {runtime['model_path']}",
+        f"variant        {card.variant} ({card.architecture.name}: {card.architecture.params:,} parameters, "
+        f"{card.architecture.macs_per_tile / 1e9:.2f} GMAC per {card.tiling.tile}px tile)",
+        f"input          {card.input.dtype}{card.input.shape} scale={card.input.scale} zero_point={card.input.zero_point}",
+        f"output         {card.output_meaning}, {card.output.dtype} scale={card.output.scale} zero_point={card.output.zero_point}",
+        f"mask           membrane={card.mask.membrane_value} cell={card.mask.cell_value}",
+        f"tiling         tile {card.tiling.tile}, halo {card.tiling.halo}, align {card.tiling.align}",
+        f"postprocessing {card.postprocessing.method} (threshold {card.postprocessing.threshold})",
+        f"trained on     {card.training.data} sections {_ranges(card.training.train_sections)}, "
+        f"validated on {_ranges(card.training.val_sections)}",
+    ]
+    for name, evaluation in card.validation.items():
+        w = evaluation.watershed
+        lines.append(f"validation     {name}: V_rand {w.v_rand:.4f}, V_info {w.v_info:.4f} (watershed)")
+    if card.agreement:
+        a = card.agreement
+        lines.append(f"agreement      {100 * a.pixel_agreement:.2f}% pixels, membrane Dice {a.membrane_dice:.4f} vs full model")
+    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}"]
+    typer.echo("\n".join(lines))
+
+
+def _ranges(sections: list[int]) -> str:
+    return f"{sections[0]}-{sections[-1]}" if sections == list(range(sections[0], sections[-1] + 1)) else str(sections)
+
+
+@app.command()
+def evaluate(
+    images: Annotated[Path, typer.Option(help="Folder of raw sections, or a multi-page TIFF.")],
+    labels: Annotated[Path, typer.Option(help="Matching folder of labels, or a label TIFF stack.")],
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    sections: Annotated[Optional[str], typer.Option(help="Sections to score, e.g. '25-29' (default: all).")] = None,
+    membrane_value: Annotated[int, typer.Option(help="Label value that marks membrane (ISBI: 0).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Pixel error, membrane Dice, V_rand and V_info per slice and on average (ISBI definitions)."""
+    from .datasets import load_labeled, parse_sections
+    from .errors import EmsegError
+    from .evaluate import evaluate_volume
+
+    try:
+        volume = load_labeled(images, labels, membrane_value)
+        if sections:
+            chosen = parse_sections(sections)
+            if max(chosen) >= len(volume.names):
+                raise ValueError(f"section {max(chosen)} does not exist ({len(volume.names)} sections)")
+            volume = volume.select(chosen)
+    except (EmsegError, ValueError) as exc:
+        raise _fail(exc) from None
+    segmenter = _load(model, threads)
+    report = evaluate_volume(segmenter.probabilities, volume, segmenter.card.postprocessing)
+    if as_json:
+        typer.echo(json.dumps({"model": str(segmenter.net.path), "variant": segmenter.card.variant, **report.to_dict()}, indent=2))
+        return
+    header = f"{'slice':<16}{'post':<11}{'pixel err':>10}{'Dice':>8}{'V_rand':>9}{'V_info':>9}"
+    typer.echo(header)
+    for method, rows in report.per_slice.items():
+        for name, s in [*zip(report.names, rows), ("mean", report.mean(method))]:
+            typer.echo(f"{name:<16}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,109 @@
+"""The Python API: ``Segmenter.load(model=None)`` then ``.probabilities`` / ``.segment``.
+
+A Segmenter is a TFLite network plus its model card. The card supplies the
+intensity normalisation, tiling, threshold, post-processing and mask polarity;
+the CLI and the benchmarks are thin layers over this class.
+
+Arrays in: a 2-D slice of any size and numeric type. Arrays out:
+``probabilities`` -> float32 membrane probability in [0, 1];
+``segment`` -> uint8 mask in the card's polarity (ISBI: 0 = membrane, 255 = cell).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import registry
+from .card import ModelCard, PostProcessing, card_path_for
+from .errors import ModelError
+from .intensity import intensity_range, normalize
+from .interpreter import TFLiteNet
+from .postprocess import membrane_mask
+from .tiling import TileGrid, gather
+
+log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class Segmenter:
+    def __init__(self, net: TFLiteNet, card: ModelCard, grid: TileGrid):
+        self.net = net
+        self.card = card
+        self.grid = grid
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        threads: Optional[int] = None,
+        delegate: Optional[str] = None,
+        tile: Optional[int] = None,
+        overlap: Optional[int] = None,
+    ) -> "Segmenter":
+        """Load an embedded model by name (default ``int8``) or a .tflite path with its card.
+
+        ``tile`` / ``overlap`` override the card's tile size and halo; the
+        defaults reproduce one pass over the whole slice exactly.
+        """
+        path = registry.resolve(model)
+        card_path = card_path_for(path)
+        card = ModelCard.load(card_path)
+        card.check_model_file(path)
+        net = TFLiteNet(path, threads or default_threads(), delegate)
+        net.check_card(card, card_path)
+        grid = TileGrid(tile or card.tiling.tile, card.tiling.halo if overlap is None else overlap, card.tiling.align)
+        if grid.tile != net.tile:
+            try:
+                net.resize(grid.tile)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(path, f"cannot run this model on {grid.tile} x {grid.tile} tiles ({exc})") from None
+        log.info("loaded %s (%s, tile %d, halo %d, %d threads)", path, card.variant, grid.tile, grid.halo, net.threads)
+        return cls(net, card, grid)
+
+    def probabilities(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Membrane probability (float32, [0, 1]) of a 2-D slice, tiled with the card's halo.
+
+        ``on_tile(done, total)`` is called after each tile, for progress reports.
+        """
+        if image.ndim != 2 or image.size == 0:
+            raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
+        low, high = intensity_range(image, self.card.normalization)
+        height, width = image.shape
+        result = np.empty((height, width), dtype=np.float32)
+        total = self.grid.count(height, width)
+        for done, tile in enumerate(self.grid.tiles(height, width), start=1):
+            output = self.net.run(normalize(gather(image, tile), low, high))
+            result[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = self.grid.crop(output, tile)
+            if on_tile:
+                on_tile(done, total)
+        return result
+
+    def postprocessing(self, method: str | None = None, threshold: float | None = None) -> PostProcessing:
+        """The card's post-processing with optional overrides of method and threshold."""
+        post = self.card.postprocessing
+        if method is not None:
+            post = dataclasses.replace(post, method=method)
+        if threshold is not None:
+            post = dataclasses.replace(post, threshold=threshold)
+        return post
+
+    def membrane(self, probability: np.ndarray, post: PostProcessing | None = None) -> np.ndarray:
+        """Bool membrane map (True = membrane) from a probability map."""
+        return membrane_mask(probability, post or self.card.postprocessing)
+
+    def to_mask(self, membrane: np.ndarray) -> np.ndarray:
+        """Bool membrane map -> uint8 mask in the card's polarity."""
+        polarity = self.card.mask
+        return np.where(membrane, np.uint8(polarity.membrane_value), np.uint8(polarity.cell_value))
+
+    def segment(self, image: np.ndarray, post: PostProcessing | None = None) -> np.ndarray:
+        """uint8 membrane mask of a 2-D slice in the card's polarity (ISBI: 0 = membrane)."""
+        return self.to_mask(self.membrane(self.probabilities(image), post))

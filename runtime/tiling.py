@@ -1,0 +1,85 @@
+"""Tiling a slice of any size through a network with a fixed input size.
+
+Picture the slice reflect-padded by ``halo`` on every side (and a little more
+at the bottom/right to fill the last tile). Tiles of ``tile`` x ``tile`` pixels
+start every ``core = tile - 2 * halo`` pixels of that padded picture; each tile's
+central ``core`` x ``core`` block of output is kept. When ``halo`` covers the
+network's receptive field and ``core`` is a multiple of the network's total
+down-sampling (so pooling grids line up), the stitched result equals one pass of
+the network over the whole padded picture -- which is what the tests check.
+
+The padded picture is never built: each tile's pixels are gathered through
+reflected indices, so memory is a few tiles however large the slice.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One network input window and where its central output goes in the slice."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    y: int
+    x: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    tile: int
+    halo: int
+    align: int
+
+    def __post_init__(self):
+        if self.tile % self.align or self.core <= 0 or self.core % self.align:
+            raise ValueError(
+                f"tile {self.tile} with overlap {self.halo} does not fit a network that down-samples by "
+                f"{self.align}: tile and tile - 2 x overlap must be positive multiples of {self.align}"
+            )
+
+    @property
+    def core(self) -> int:
+        return self.tile - 2 * self.halo
+
+    def padded_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Shape of the reflect-padded picture the tiles cover (for whole-image reference passes)."""
+        return (math.ceil(height / self.core) * self.core + 2 * self.halo,
+                math.ceil(width / self.core) * self.core + 2 * self.halo)
+
+    def count(self, height: int, width: int) -> int:
+        return math.ceil(height / self.core) * math.ceil(width / self.core)
+
+    def tiles(self, height: int, width: int) -> Iterator[Tile]:
+        for y in range(0, height, self.core):
+            rows = reflect_indices(y - self.halo, self.tile, height)
+            for x in range(0, width, self.core):
+                cols = reflect_indices(x - self.halo, self.tile, width)
+                yield Tile(rows, cols, y, x, min(self.core, height - y), min(self.core, width - x))
+
+    def crop(self, output: np.ndarray, tile: Tile) -> np.ndarray:
+        """The part of a tile's network output that belongs to the slice."""
+        return output[self.halo : self.halo + tile.height, self.halo : self.halo + tile.width]
+
+
+def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start .. start+length-1`` into an axis of ``size``, mirrored at the
+    edges without repeating the edge pixel (numpy's 'reflect'), for any overshoot."""
+    index = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros(length, dtype=np.intp)
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index).astype(np.intp)
+
+
+def gather(image: np.ndarray, tile: Tile) -> np.ndarray:
+    """Copy one tile's input window out of a 2-D slice."""
+    return image[np.ix_(tile.rows, tile.cols)]
