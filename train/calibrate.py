@@ -1,0 +1,63 @@
+"""Choices made on validation after training: post-processing and tiling halo.
+
+Post-processing parameters are picked by mean V_rand over the held-out
+sections from a small grid (few parameters, so little room to overfit them).
+The halo is the smallest multiple of the network's alignment for which tiled
+prediction stays within ``tolerance`` of one exact whole-slice pass: the
+theoretical receptive field of a deep U-Net is ~120 px, but its influence fades
+long before, and every halo pixel costs inference time.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+
+from emseg_lite.runtime.card import Normalization, PostProcessing
+from emseg_lite.runtime.evaluate import score_maps
+from emseg_lite.runtime.tiling import TileGrid
+
+from .keras2 import keras
+from .predict import predict_slice, predict_tiled
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+SEED_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+SIGMAS = (0.0, 1.0, 2.0)
+MIN_SEED_AREAS = (4, 16, 64)
+HALO_TOLERANCE = 1.0 / 256
+"""One step of an int8 output tensor: context beyond this halo moves the
+probability by less than the shipped model can represent."""
+
+
+def choose_postprocessing(maps: list[np.ndarray], truths: np.ndarray, names: list[str]) -> PostProcessing:
+    def mean_v_rand(post: PostProcessing) -> float:
+        return score_maps(maps, truths, names, {"p": post}).mean("p").v_rand
+
+    plain = {t: mean_v_rand(PostProcessing(method="none", threshold=t)) for t in THRESHOLDS}
+    threshold = max(plain, key=plain.get)
+    best, best_score = PostProcessing(method="none", threshold=threshold), plain[threshold]
+    for seed, sigma, area in itertools.product(SEED_THRESHOLDS, SIGMAS, MIN_SEED_AREAS):
+        candidate = PostProcessing("watershed", threshold, seed, area, sigma)
+        score = mean_v_rand(candidate)
+        if score > best_score:
+            best, best_score = candidate, score
+    log.info("post-processing chosen on validation: %s (V_rand %.4f)", best, best_score)
+    return best
+
+
+def effective_halo(model: keras.Model, images: np.ndarray, spec: Normalization, exact_halo: int, align: int,
+                   tolerance: float = HALO_TOLERANCE, core: int = 128) -> tuple[int, float]:
+    """(halo, max |tiled - whole|) for the smallest halo within ``tolerance``."""
+    references = [predict_slice(model, image, spec, exact_halo, align) for image in images]
+    for halo in range(align, exact_halo + 1, align):
+        grid = TileGrid(core + 2 * halo, halo, align)
+        error = max(float(np.abs(predict_tiled(model, image, spec, grid) - ref).max())
+                    for image, ref in zip(images, references))
+        log.info("halo %d px: max |tiled - whole| = %.5f", halo, error)
+        if error <= tolerance:
+            return halo, error
+    return exact_halo, 0.0
+
