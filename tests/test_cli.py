@@ -1,0 +1,268 @@
+"""`emseg-lite` end to end, as a user runs it: real slices, the embedded model, exit codes,
+and one clear line (no traceback, no output file) for every kind of bad input."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from emseg_lite.runtime import registry
+
+CLI = str(Path(sys.executable).parent / "emseg-lite")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_clean_failure(result, path_text: str, problem: str, code: int = 2):
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert path_text in lines[0] and problem in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def outputs_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "_mask" in p.name or "_prob" in p.name or ".tmp" in p.name)
+
+
+def test_embedded_int8_model_ships_small():
+    models = registry.embedded_models()
+    assert "int8" in models
+    assert models["int8"].stat().st_size <= 2 * 1024 * 1024
+
+
+def test_segment_real_slice_out_of_the_box(test_slice, tmp_path):
+    source = tmp_path / "slice.png"
+    shutil.copy(test_slice, source)
+    before = sha(source)
+    result = run("segment", source)
+    assert result.returncode == 0, result.stderr
+    mask = np.array(Image.open(tmp_path / "slice_mask.png"))
+    assert mask.shape == (512, 512) and set(np.unique(mask)) == {0, 255}
+    membrane = np.mean(mask == 0)
+    assert 0.03 < membrane < 0.4, f"implausible membrane fraction {membrane:.3f}"
+    assert sha(source) == before
+    assert "median per slice" in result.stderr
+
+
+def test_segment_big_endian_tiff_from_another_larva(vnc_tiff, tmp_path):
+    result = run("segment", vnc_tiff, "-o", tmp_path, "--probabilities", "--overlay")
+    assert result.returncode == 0, result.stderr
+    mask = np.array(Image.open(tmp_path / "00_mask.png"))
+    assert mask.shape == (1024, 1024) and set(np.unique(mask)) == {0, 255}
+    prob = tifffile.imread(tmp_path / "00_prob.tif")
+    assert prob.shape == (1024, 1024) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+    overlay = np.array(Image.open(tmp_path / "00_overlay.png"))
+    assert overlay.shape == (1024, 1024, 3)
+
+
+def test_stack_gives_one_mask_page_per_section(isbi, tmp_path):
+    pages = np.stack([np.array(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", pages, imagej=True, metadata={"axes": "ZYX"}, byteorder=">")
+    result = run("segment", tmp_path / "stack.tif")
+    assert result.returncode == 0, result.stderr
+    masks = tifffile.imread(tmp_path / "stack_mask.tif")
+    assert masks.shape == (3, 512, 512) and set(np.unique(masks)) == {0, 255}
+    single = run("segment", isbi / "test" / "1.png", "-o", tmp_path / "single")
+    assert single.returncode == 0
+    np.testing.assert_array_equal(masks[1], np.array(Image.open(tmp_path / "single" / "1_mask.png")))
+
+
+def test_folder_and_glob_inputs(isbi, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        shutil.copy(isbi / "test" / f"{i}.png", folder / f"{i}.png")
+    assert run("segment", folder, "--quiet").returncode == 0
+    assert outputs_in(folder) == ["0_mask.png", "1_mask.png"]
+    again = run("segment", folder, "--overwrite", "-q")  # its own masks are not inputs
+    assert again.returncode == 0 and outputs_in(folder) == ["0_mask.png", "1_mask.png"]
+    globbed = run("segment", str(folder / "*.png"), "-o", tmp_path / "out", "-q")
+    assert globbed.returncode == 0 and outputs_in(tmp_path / "out") == ["0_mask.png", "1_mask.png"]
+
+
+def test_some_failed_exits_1_and_keeps_the_good_ones(test_slice, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    result = run("segment", test_slice, bad, "-o", tmp_path)
+    assert_clean_failure(result, str(bad), "not an image", code=1)
+    assert outputs_in(tmp_path) == ["0_mask.png"]
+
+
+def _bad_inputs(tmp, test_slice, vnc_tiff):
+    png, tif = test_slice.read_bytes(), vnc_tiff.read_bytes()
+    (tmp / "empty_dir").mkdir()
+    (tmp / "notes.png").write_text("hello")
+    (tmp / "cut.png").write_bytes(png[: len(png) // 2])
+    (tmp / "cut.tif").write_bytes(tif[: len(tif) // 3])
+    tifffile.imwrite(tmp / "zero.tif", np.zeros((0, 4), np.uint8))
+    tifffile.imwrite(tmp / "complex.tif", np.zeros((4, 4), np.complex64))
+    tifffile.imwrite(tmp / "five.tif", np.zeros((4, 4, 5), np.uint8), planarconfig="contig")
+    shutil.copy(test_slice, tmp / "big.png")
+    return {
+        "missing file": ([tmp / "absent.png"], "absent.png", "no such file"),
+        "folder without images": ([tmp / "empty_dir"], "empty_dir", "no images"),
+        "pattern without matches": ([str(tmp / "*.nothing")], "*.nothing", "no files match"),
+        "non-image file": ([tmp / "notes.png"], "notes.png", "not an image"),
+        "truncated png": ([tmp / "cut.png"], "cut.png", "truncated or corrupt image"),
+        "truncated tiff": ([tmp / "cut.tif"], "cut.tif", "truncated or corrupt TIFF"),
+        "zero-size image": ([tmp / "zero.tif"], "zero.tif", "image is empty"),
+        "unsupported dtype": ([tmp / "complex.tif"], "complex.tif", "unsupported pixel type"),
+        "unsupported channels": ([tmp / "five.tif"], "five.tif", "unsupported"),
+        "decompression bomb": ([tmp / "big.png", "--max-pixels", "1000"], "big.png", "raise it with --max-pixels"),
+    }
+
+
+BAD_INPUTS = ["missing file", "folder without images", "pattern without matches", "non-image file",
+              "truncated png", "truncated tiff", "zero-size image", "unsupported dtype", "unsupported channels",
+              "decompression bomb"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_output(case, tmp_path, test_slice, vnc_tiff):
+    args, path_text, problem = _bad_inputs(tmp_path, test_slice, vnc_tiff)[case]
+    before = {p.name: sha(p) for p in tmp_path.iterdir() if p.is_file()}
+    assert_clean_failure(run("segment", *args), path_text, problem)
+    assert outputs_in(tmp_path) == []
+    assert {p.name: sha(p) for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def _model_copy(tmp_path: Path) -> Path:
+    source = registry.embedded_models()["int8"]
+    target = tmp_path / "m.tflite"
+    shutil.copy(source, target)
+    shutil.copy(source.with_suffix(".json"), target.with_suffix(".json"))
+    return target
+
+
+def test_corrupt_tflite_is_refused(tmp_path, test_slice):
+    model = _model_copy(tmp_path)
+    model.write_bytes(b"\0" * 1000)
+    card = json.loads(model.with_suffix(".json").read_text())
+    card["model"].update(size_bytes=1000, sha256=hashlib.sha256(b"\0" * 1000).hexdigest())
+    model.with_suffix(".json").write_text(json.dumps(card))
+    assert_clean_failure(run("segment", test_slice, "-o", tmp_path, "--model", model), "m.tflite", "not a valid TFLite model")
+    assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage,problem", [
+    ("missing", "model card not found"),
+    ("corrupt", "not valid JSON"),
+    ("other model", "does not match its card"),
+    ("wrong tensors", "card does not match the model"),
+])
+def test_bad_model_card_is_refused(damage, problem, tmp_path, test_slice):
+    model = _model_copy(tmp_path)
+    card_path = model.with_suffix(".json")
+    if damage == "missing":
+        card_path.unlink()
+    elif damage == "corrupt":
+        card_path.write_text(card_path.read_text()[:200])
+    elif damage == "other model":
+        model.write_bytes(model.read_bytes() + b"\0")
+    else:
+        card = json.loads(card_path.read_text())
+        card["input"]["dtype"] = "float32"
+        card_path.write_text(json.dumps(card))
+    assert_clean_failure(run("segment", test_slice, "-o", tmp_path, "--model", model), "m.", problem)
+    assert outputs_in(tmp_path) == []
+
+
+def test_unknown_model_name_lists_the_choices(test_slice, tmp_path):
+    assert_clean_failure(run("segment", test_slice, "-o", tmp_path, "--model", "int4"), "int4", "int8")
+
+
+def test_unloadable_delegate_is_a_clear_error(test_slice, tmp_path):
+    assert_clean_failure(run("segment", test_slice, "-o", tmp_path, "--delegate", "libnope_gpu_delegate.so"),
+                         "libnope_gpu_delegate.so", "cannot load TFLite delegate")
+
+
+def test_unwritable_output_folder(test_slice, tmp_path):
+    if os.geteuid() == 0:
+        target = Path("/proc/self/emseg-out")  # even root cannot create files in procfs
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    assert_clean_failure(run("segment", test_slice, "-o", target), str(target), "cannot")
+    file_as_folder = tmp_path / "file.txt"
+    file_as_folder.write_text("x")
+    assert_clean_failure(run("segment", test_slice, "-o", file_as_folder), "file.txt", "not a folder")
+
+
+def test_output_never_overwrites_an_input(test_slice, tmp_path):
+    shutil.copy(test_slice, tmp_path / "a.png")
+    shutil.copy(test_slice, tmp_path / "a_mask.png")
+    before = sha(tmp_path / "a_mask.png")
+    result = run("segment", tmp_path / "a.png", tmp_path / "a_mask.png", "--overwrite")
+    assert result.returncode == 1
+    assert "a_mask.png: output of" in result.stderr and "would overwrite an input" in result.stderr
+    assert sha(tmp_path / "a_mask.png") == before
+
+
+def test_existing_output_needs_overwrite(test_slice, tmp_path):
+    assert run("segment", test_slice, "-o", tmp_path, "-q").returncode == 0
+    stamp = sha(tmp_path / "0_mask.png")
+    assert_clean_failure(run("segment", test_slice, "-o", tmp_path), "0_mask.png", "--overwrite")
+    assert run("segment", test_slice, "-o", tmp_path, "--overwrite", "-q").returncode == 0
+    assert sha(tmp_path / "0_mask.png") == stamp
+
+
+def test_threshold_and_post_options_change_the_mask(test_slice, tmp_path):
+    fractions = {}
+    for name, extra in {"low": ["--post", "none", "--threshold", "0.2"], "high": ["--post", "none", "--threshold", "0.8"]}.items():
+        assert run("segment", test_slice, "-o", tmp_path / name, *extra).returncode == 0
+        fractions[name] = np.mean(np.array(Image.open(tmp_path / name / "0_mask.png")) == 0)
+    assert fractions["low"] > fractions["high"]
+
+
+def test_info_reports_card_backend_and_threads():
+    result = run("info", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    assert "ai-edge-litert" in result.stdout and "threads        2" in result.stdout
+    assert "variant        int8" in result.stdout
+    data = json.loads(run("info", "--json").stdout)
+    assert data["card"]["variant"] == "int8" and data["runtime"]["backend"].startswith("ai-edge-litert")
+
+
+def test_evaluate_on_validation_sections(isbi):
+    result = run("evaluate", "--images", isbi / "train" / "images", "--labels", isbi / "train" / "labels",
+                 "--sections", "25-29", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for method in ("none", "watershed"):
+        assert [s["name"] for s in report[method]["slices"]] == [f"{i}.png" for i in range(25, 30)]
+        assert 0.5 < report[method]["mean"]["v_rand"] <= 1.0
+    table = run("evaluate", "--images", isbi / "train" / "images", "--labels", isbi / "train" / "labels",
+                "--sections", "29")
+    assert "V_rand" in table.stdout and "mean" in table.stdout
+
+
+def test_help_loads_neither_model_nor_interpreter():
+    code = ("import sys\nfrom emseg_lite.runtime.cli import app\n"
+            "try:\n    app(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('numpy', 'scipy', 'ai_edge_litert', 'tensorflow') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in result.stdout, result.stdout[-300:]
+
+
+def test_segmenting_never_imports_tensorflow(test_slice, tmp_path):
+    code = ("import sys\nfrom emseg_lite.runtime import Segmenter\nfrom emseg_lite.runtime.io import read_slices\n"
+            f"mask = Segmenter.load().segment(read_slices({str(test_slice)!r}).pages[0])\n"
+            "print('TF', [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')], mask.shape)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "TF [] (512, 512)" in result.stdout, result.stderr[-500:]

@@ -1,0 +1,91 @@
+"""ISBI metrics against small cases computed by hand."""
+import numpy as np
+import pytest
+
+from emseg_lite.runtime import metrics
+
+
+def membrane_from(rows: list[str]) -> np.ndarray:
+    """'#' = membrane, '.' = cell."""
+    return np.array([[c == "#" for c in row] for row in rows])
+
+
+TRUTH = membrane_from([
+    "..#..",
+    "..#..",
+    "..#..",
+])
+
+
+def test_perfect_prediction_scores_one():
+    s = metrics.score_slice(TRUTH, TRUTH)
+    assert (s.pixel_error, s.membrane_dice, s.v_rand, s.v_info) == (0.0, 1.0, 1.0, 1.0)
+
+
+def test_merge_of_two_equal_regions():
+    # Prediction has no membrane: one region covering both 6-pixel truth regions.
+    # Over the 12 foreground pixels p = (1/2, 1/2), t = (1/2, 1/2), s = (1):
+    # V_rand = 0.5 / (0.5 * 0.5 + 0.5 * 1) = 2/3.
+    # H(T) = ln 2, H(S) = 0, H(S,T) = ln 2 -> I = 0 -> V_info = 0.
+    pred = np.zeros_like(TRUTH)
+    v_rand, v_info = metrics.rand_and_info(pred, TRUTH)
+    assert v_rand == pytest.approx(2 / 3)
+    assert v_info == pytest.approx(0.0)
+    assert metrics.pixel_error(pred, TRUTH) == pytest.approx(3 / 15)
+    assert metrics.membrane_dice(pred, TRUTH) == 0.0
+
+
+def test_split_of_one_region():
+    truth = np.zeros((2, 4), bool)            # one region of 8 pixels
+    pred = membrane_from(["....", "...."])
+    pred[:, 2] = True                         # a vertical membrane at column 2
+    # Thinning hands column 2 to the larger label (right region, columns 2-3),
+    # so the proposal has regions of 4 and 4 pixels: sum s^2 = 1/2, sum t^2 = 1,
+    # sum p^2 = 1/2 -> V_rand = 0.5 / 0.75 = 2/3. H(T) = 0, H(S) = ln 2, I = 0 -> V_info = 0.
+    v_rand, v_info = metrics.rand_and_info(pred, truth)
+    assert v_rand == pytest.approx(2 / 3)
+    assert v_info == pytest.approx(0.0)
+
+
+def test_unequal_split_hand_computed():
+    truth = np.zeros((1, 10), bool)           # 10 foreground pixels, one region
+    pred = np.zeros((1, 10), bool)
+    pred[0, 2] = True                         # splits into 2 | 1 | 7, thinned to 2 | 8
+    # s = (0.2, 0.8): sum s^2 = 0.68; t = (1): sum t^2 = 1; p = s: sum p^2 = 0.68.
+    v_rand, _ = metrics.rand_and_info(pred, truth)
+    assert v_rand == pytest.approx(0.68 / (0.5 + 0.34))
+
+
+def test_mixed_split_and_merge_hand_computed():
+    # Two truth regions of 2 pixels; the proposal's middle region takes one pixel of each.
+    truth_labels = np.array([[1, 1, 2, 2]])
+    pred_labels = np.array([[1, 3, 3, 2]])
+    # p = (1/4 x 4), t = (1/2, 1/2), s = (1/4, 1/2, 1/4)
+    # V_rand = 0.25 / (0.5 * 0.5 + 0.5 * 0.375) = 0.25 / 0.4375 = 4/7
+    # H(T) = ln 2, H(S) = 1.5 ln 2, H(S,T) = 2 ln 2 -> I = 0.5 ln 2
+    # V_info = 0.5 ln 2 / (0.5 ln 2 + 0.75 ln 2) = 0.4
+    v_rand, v_info = metrics.rand_and_info_of_labels(truth_labels, pred_labels)
+    assert v_rand == pytest.approx(4 / 7)
+    assert v_info == pytest.approx(0.4)
+
+
+def test_truth_membrane_pixels_do_not_count():
+    # A prediction that differs from the truth only on truth-membrane pixels keeps V_rand = 1.
+    pred = TRUTH.copy()
+    pred[:, 1] = True      # thicker membrane, same two regions
+    v_rand, v_info = metrics.rand_and_info(pred, TRUTH)
+    assert (v_rand, v_info) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_regions_use_four_connectivity():
+    # A diagonal 1-pixel membrane separates the corners only under 4-connectivity.
+    membrane = np.eye(3, dtype=bool)[::-1]
+    labels = metrics.regions(membrane)
+    assert labels.max() == 2
+
+
+def test_mean_scores_average_each_field():
+    a = metrics.Scores(0.1, 0.5, 0.9, 0.8)
+    b = metrics.Scores(0.3, 0.7, 0.7, 0.6)
+    m = metrics.mean_scores([a, b])
+    assert (m.pixel_error, m.membrane_dice, m.v_rand, m.v_info) == pytest.approx((0.2, 0.6, 0.8, 0.7))
