@@ -1,0 +1,1 @@
+"""pytest-benchmark suites for emseg-lite (latency and agreement), and their report."""

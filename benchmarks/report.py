@@ -1,0 +1,93 @@
+"""``python -m benchmarks.report latest.json --out benchmarks/results``: markdown table and plot.
+
+Reads a pytest-benchmark JSON file and writes ``latest.md`` (the table the README
+shows, with machine and date) and ``latency_vs_agreement.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    for bench in report["benchmarks"]:
+        info, stats = bench["extra_info"], bench["stats"]
+        flop = info.get("flop")
+        out.append({
+            "name": bench["name"].removeprefix("test_"), "origin": info.get("origin", ""),
+            "variant": info.get("variant", ""), "threads": info.get("threads", ""),
+            "median_ms": 1000 * stats["median"], "size_kb": info.get("size_bytes", 0) / 1024,
+            "agreement": info.get("pixel_agreement"), "dice": info.get("membrane_dice"),
+            "v_rand_diff": info.get("v_rand_diff"), "v_rand": info.get("v_rand"),
+            "gflops": flop / stats["median"] / 1e9 if flop else None,
+            "peak": info.get("machine_gflops"), "ms_per_slice": info.get("ms_per_slice"),
+            "peak_rss_mb": info.get("peak_rss_mb"),
+        })
+    return out
+
+
+def markdown(report: dict, table: list[dict]) -> str:
+    machine = report["machine_info"]
+    cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
+    lines = [
+        f"Measured {report['datetime'][:16].replace('T', ' ')} UTC on {cpu} ({machine.get('machine', '')}), "
+        f"Python {machine.get('python_version', '?')}; fp32 matmul peak {table[0]['peak']} GFLOP/s.",
+        "",
+        "| benchmark | model | threads | median ms | size KB | agreement % | Dice | ΔV_rand | GFLOP/s | % peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in table:
+        agree = f"{100 * r['agreement']:.2f}" if r["agreement"] is not None else ""
+        dice = f"{r['dice']:.4f}" if r["dice"] is not None else ""
+        diff = f"{r['v_rand_diff']:+.4f}" if r["v_rand_diff"] is not None else ""
+        gflops = f"{r['gflops']:.1f}" if r["gflops"] else ""
+        peak = f"{100 * r['gflops'] / r['peak']:.0f}" if r["gflops"] and r["peak"] else ""
+        extra = ""
+        if r["ms_per_slice"]:
+            extra = f" ({r['ms_per_slice']:.1f} ms/slice)"
+        if r["peak_rss_mb"]:
+            extra = f" (peak {r['peak_rss_mb']:.0f} MB)"
+        size = f"{r['size_kb']:.0f}" if r["size_kb"] else ""
+        lines.append(f"| {r['name']}{extra} | {r['origin']} {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | "
+                     f"{size} | {agree} | {dice} | {diff} | {gflops} | {peak} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in table if r["agreement"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in points:
+        ax.scatter(r["median_ms"], 100 * r["agreement"], s=40)
+        ax.annotate(f"{r['origin']} {r['variant']} ({r['threads']}t)", (r["median_ms"], 100 * r["agreement"]),
+                    fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per 512 x 512 slice (ms, median, log scale)")
+    ax.set_ylabel("pixel agreement with the full model (%)")
+    ax.set_title("emseg-lite variants: latency vs agreement")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    report = json.loads(args.json.read_text())
+    table = rows(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.md").write_text(markdown(report, table))
+    plot(table, args.out / "latency_vs_agreement.png")
+    print((args.out / "latest.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
