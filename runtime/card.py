@@ -65,17 +65,18 @@ class PostProcessing:
     """How a membrane probability map becomes a mask (chosen on validation).
 
     ``threshold``: membrane where probability > threshold (method ``none``).
-    ``watershed``: seeds are connected regions with probability below
-    ``seed_threshold`` and at least ``min_seed_area`` pixels; the map, smoothed
-    with a Gaussian of ``smoothing_sigma`` pixels, is flooded from them and the
-    region borders become closed 1-pixel membranes.
+    ``watershed``: the map is smoothed with a Gaussian of ``smoothing_sigma``
+    pixels; seeds are connected regions below ``seed_threshold`` with at least
+    ``min_seed_area`` pixels; they are flooded outwards in ``levels`` steps of
+    probability and the region borders become closed 1-pixel membranes.
     """
 
     method: str = "watershed"
     threshold: float = 0.5
-    seed_threshold: float = 0.3
-    min_seed_area: int = 16
-    smoothing_sigma: float = 1.0
+    seed_threshold: float = 0.1
+    min_seed_area: int = 1
+    smoothing_sigma: float = 2.0
+    levels: int = 4
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from .predict import predict_slice, predict_tiled
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-SEED_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
-SIGMAS = (0.0, 1.0, 2.0)
-MIN_SEED_AREAS = (4, 16, 64)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+SEED_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
+SIGMAS = (1.0, 2.0, 3.0)
+MIN_SEED_AREAS = (1, 16)
+LEVELS = (2, 4)
 HALO_TOLERANCE = 1.0 / 256
 """One step of an int8 output tensor: context beyond this halo moves the
 probability by less than the shipped model can represent."""
@@ -39,8 +40,8 @@ def choose_postprocessing(maps: list[np.ndarray], truths: np.ndarray, names: lis
     plain = {t: mean_v_rand(PostProcessing(method="none", threshold=t)) for t in THRESHOLDS}
     threshold = max(plain, key=plain.get)
     best, best_score = PostProcessing(method="none", threshold=threshold), plain[threshold]
-    for seed, sigma, area in itertools.product(SEED_THRESHOLDS, SIGMAS, MIN_SEED_AREAS):
-        candidate = PostProcessing("watershed", threshold, seed, area, sigma)
+    for seed, sigma, area, levels in itertools.product(SEED_THRESHOLDS, SIGMAS, MIN_SEED_AREAS, LEVELS):
+        candidate = PostProcessing("watershed", threshold, seed, area, sigma, levels)
         score = mean_v_rand(candidate)
         if score > best_score:
             best, best_score = candidate, score
