@@ -38,6 +38,7 @@ bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks
 	mkdir -p benchmarks/results
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json --out benchmarks/results
+	$(BIN)/python -m benchmarks.figure --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks emseg_lite.egg-info

@@ -60,7 +60,12 @@ Event = Union[SliceDone, FileDone, FileFailed]
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
-    """Files named by paths, folders (their images, minus our own outputs) and globs."""
+    """Files named by paths, folders and glob patterns.
+
+    Folders and patterns skip our own outputs (``*_mask``, ``*_prob``,
+    ``*_overlay``), so re-running on a folder does not segment its masks;
+    a file named explicitly is always taken.
+    """
     files: list[Path] = []
     errors: list[InputError] = []
     for spec in specs:
@@ -71,7 +76,7 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
                 errors.append(InputError(path, "no images (.png, .jpg, .tif) in this folder"))
             files.extend(found)
         elif not path.exists() and glob.has_magic(spec):
-            found = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+            found = sorted(p for p in map(Path, glob.glob(spec)) if p.is_file() and not p.stem.endswith(OUTPUT_TAGS))
             if not found:
                 errors.append(InputError(spec, "no files match this pattern"))
             files.extend(found)
@@ -97,12 +102,12 @@ def count_sections(path: Path) -> int:
 
 def check_out_dir(out_dir: Path) -> None:
     """Create ``out_dir`` if needed and make sure we can write into it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(out_dir, "output path exists and is not a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(out_dir, f"cannot create output folder ({exc.strerror})") from None
-    if not out_dir.is_dir():
-        raise OutputError(out_dir, "output path exists and is not a folder")
     probe = out_dir / ".emseg-lite-write-test"
     try:
         probe.touch()

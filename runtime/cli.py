@@ -75,7 +75,7 @@ def _load(model, threads, delegate=None, tile=None, overlap=None):
 @app.command()
 def segment(
     inputs: Annotated[List[str], typer.Argument(help="Images (PNG, JPEG, TIFF incl. stacks), folders or glob patterns.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", file_okay=False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o",
                                                 help="Folder for the outputs (default: beside each input).")] = None,
     model: ModelOption = None,
     threads: ThreadsOption = None,
@@ -93,6 +93,10 @@ def segment(
         min=1, help="Refuse slices with more pixels, as decompression bombs (default: 640 million).")] = None,
 ) -> None:
     """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
+    from . import postprocess
+
+    if post is not Post.none:
+        postprocess.preload()
     from . import batch
     from .errors import EmsegError
 

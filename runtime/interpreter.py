@@ -28,10 +28,7 @@ class TFLiteNet:
         impl = backend()
         delegates = []
         if delegate:
-            try:
-                delegates.append(impl.load_delegate(delegate))
-            except (ValueError, OSError, RuntimeError) as exc:
-                raise ModelError(delegate, f"cannot load TFLite delegate ({exc})") from None
+            delegates.append(_load_delegate(impl, delegate))
         with _native_stderr() as native:
             try:
                 self._interpreter = impl.interpreter(
@@ -81,6 +78,25 @@ class TFLiteNet:
         self._interpreter.set_tensor(self._input_index, _quantize(tile, self.input)[np.newaxis, :, :, np.newaxis])
         self._interpreter.invoke()
         return _dequantize(self._interpreter.get_tensor(self._output_index)[0, :, :, 0], self.output)
+
+
+def _load_delegate(impl, library: str):
+    """Load an external delegate, refusing a library that cannot be opened first.
+
+    LiteRT's own ``load_delegate`` leaves a half-built object behind on failure
+    whose destructor prints a traceback, so the library is opened with ctypes
+    before LiteRT sees it.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(library)
+    except OSError as exc:
+        raise ModelError(library, f"cannot load TFLite delegate ({exc})") from None
+    try:
+        return impl.load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise ModelError(library, f"cannot load TFLite delegate ({exc})") from None
 
 
 class _Captured:

@@ -55,3 +55,12 @@ def test_batches_are_reproducible_from_the_seed(isbi):
     np.testing.assert_array_equal(first[0], again[0])
     assert first[0].shape == (2, 64, 64, 1) and first[1].shape == (2, 64, 64, 1)
     assert not np.array_equal(first[0], other[0])
+
+
+def test_fast_elastic_field_equals_spline_zoom():
+    from scipy import ndimage as ndi
+
+    field = augment.elastic_field(np.random.default_rng(5), 200, 3, 10.0)
+    coarse = np.random.default_rng(5).normal(0.0, 10.0, size=(2, 3, 3))
+    expected = np.stack([ndi.zoom(c, 200 / 3, order=3, mode="nearest")[:200, :200] for c in coarse])
+    np.testing.assert_allclose(field, expected, atol=1e-4)

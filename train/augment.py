@@ -10,6 +10,8 @@ Arrays: ``image`` float32 in [0, 1] (normalised slice), ``membrane`` float32
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -20,7 +22,19 @@ def elastic_field(rng: np.random.Generator, size: int, grid: int, sigma: float) 
     """(2, size, size) displacement in pixels: a ``grid`` x ``grid`` lattice of
     N(0, sigma) displacements, bicubically interpolated (as in the U-Net paper)."""
     coarse = rng.normal(0.0, sigma, size=(2, grid, grid))
-    return np.stack([ndi.zoom(c, size / grid, order=3, mode="nearest")[:size, :size] for c in coarse])
+    weights = _cubic_upsampling(size, grid)
+    return (weights @ coarse @ weights.T).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _cubic_upsampling(size: int, grid: int) -> np.ndarray:
+    """(size, grid) matrix W with W @ C @ W.T == ndimage.zoom(C, size / grid, order=3).
+
+    Spline zoom is linear and separable, so zooming the unit vectors once gives
+    its matrix; each field is then two small products instead of a spline fit
+    (10x faster, and the data pipeline shares two cores with training).
+    """
+    return np.stack([ndi.zoom(e, size / grid, order=3, mode="nearest")[:size] for e in np.eye(grid)], axis=1)
 
 
 def sample(image: np.ndarray, membrane: np.ndarray, rng: np.random.Generator, crop: int,

@@ -24,10 +24,10 @@ class ModelConfig:
     """
 
     name: str = "edge"
-    widths: list[int] = field(default_factory=lambda: [8, 16, 24, 48, 64])
+    widths: list[int] = field(default_factory=lambda: [8, 16, 24, 32, 48])
     block: str = "conv"
     upsampling: str = "transpose"
-    convs: int = 2
+    convs: int = 1
     full_res_convs: int = 1
     batch_norm: bool = True
 
@@ -69,12 +69,12 @@ class TrainConfig:
     crop: int = 256
     batch_size: int = 8
     steps_per_epoch: int = 100
-    epochs: int = 60
+    epochs: int = 25
     learning_rate: float = 2e-3
     patience: int = 15
-    max_minutes: float = 38.0
-    qat_epochs: int = 4
-    qat_learning_rate: float = 2e-4
+    max_minutes: float = 33.0
+    qat_epochs: int = 3
+    qat_learning_rate: float = 5e-5
     tile: int | None = None
     seed: int = 0
 
