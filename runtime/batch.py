@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import glob
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
@@ -117,43 +119,89 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[Event]:
+    """Segment ``files`` in order, yielding events in order.
+
+    Two stages overlap: the calling thread reads slices and runs the network
+    (which releases the GIL), one worker thread post-processes and writes the
+    previous slice. On two cores this takes the post-processing and the PNG
+    writing off the critical path of a folder of slices.
+    """
     inputs = {p.resolve() for p in files}
     claimed: set[Path] = set()
-    for path in files:
-        try:
-            yield from _run_file(segmenter, path, options, inputs, claimed)
-        except EmsegError as exc:
-            yield FileFailed(path, exc)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emseg-finish") as finisher:
+        pending: deque[Future] = deque()
+        for path in files:
+            for task in _submit_file(segmenter, path, options, inputs, claimed, finisher):
+                pending.append(task)
+                while len(pending) > 2 or (pending and pending[0].done()):
+                    yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
-def _run_file(segmenter: Segmenter, path: Path, options: Options, inputs: set[Path], claimed: set[Path]):
+@dataclass
+class _FileWork:
+    """What the finishing thread accumulates for one input file."""
+
+    slices: Slices
+    outputs: dict[str, Path]
+    post: PostProcessing
+    masks: list[np.ndarray] = field(default_factory=list)
+    probabilities: list[np.ndarray] = field(default_factory=list)
+    membranes: list[np.ndarray] = field(default_factory=list)
+
+
+def _submit_file(segmenter: Segmenter, path: Path, options: Options, inputs: set[Path], claimed: set[Path],
+                 finisher: ThreadPoolExecutor) -> Iterator[Future]:
     start = time.perf_counter()
-    slices = read_slices(path, options.max_pixels)
+    try:
+        slices = read_slices(path, options.max_pixels)
+        outputs = _plan_outputs(slices, options, inputs, claimed)
+    except EmsegError as exc:
+        yield _completed([FileFailed(path, exc)])
+        return
+    claimed.update(p.resolve() for p in outputs.values())
     read_s = (time.perf_counter() - start) / len(slices.pages)
-    outputs = _plan_outputs(slices, options, inputs, claimed)
-    post = options.post or segmenter.card.postprocessing
-    masks, probabilities, membranes = [], [], []
+    work = _FileWork(slices, outputs, options.post or segmenter.card.postprocessing)
     for page, image in enumerate(slices.pages):
         t0 = time.perf_counter()
         probability = segmenter.probabilities(image)
-        t1 = time.perf_counter()
-        membrane = segmenter.membrane(probability, post)
-        masks.append(segmenter.to_mask(membrane))
-        t2 = time.perf_counter()
-        if options.probabilities:
-            probabilities.append(probability)
-        if options.overlay:
-            membranes.append(membrane)
-        yield SliceDone(path, page, {"read": read_s, "infer": t1 - t0, "post": t2 - t1})
-    t3 = time.perf_counter()
-    write_mask(outputs["mask"], np.stack(masks), slices.is_stack)
+        seconds = {"read": read_s, "infer": time.perf_counter() - t0}
+        yield finisher.submit(_finish_slice, segmenter, work, page, probability, seconds, options)
+    yield finisher.submit(_write_file, segmenter, work, options)
+
+
+def _finish_slice(segmenter: Segmenter, work: _FileWork, page: int, probability: np.ndarray,
+                  seconds: dict[str, float], options: Options) -> list[Event]:
+    start = time.perf_counter()
+    membrane = segmenter.membrane(probability, work.post)
+    work.masks.append(segmenter.to_mask(membrane))
     if options.probabilities:
-        write_probabilities(outputs["prob"], np.stack(probabilities))
+        work.probabilities.append(probability)
     if options.overlay:
-        write_overlay(outputs["overlay"], _gray(slices, segmenter), np.stack(membranes), slices.is_stack)
-    claimed.update(p.resolve() for p in outputs.values())
-    yield SliceDone(path, -1, {"write": time.perf_counter() - t3})
-    yield FileDone(path, list(outputs.values()), slices.notes)
+        work.membranes.append(membrane)
+    return [SliceDone(work.slices.path, page, {**seconds, "post": time.perf_counter() - start})]
+
+
+def _write_file(segmenter: Segmenter, work: _FileWork, options: Options) -> list[Event]:
+    start = time.perf_counter()
+    slices, outputs = work.slices, work.outputs
+    try:
+        write_mask(outputs["mask"], np.stack(work.masks), slices.is_stack)
+        if options.probabilities:
+            write_probabilities(outputs["prob"], np.stack(work.probabilities))
+        if options.overlay:
+            write_overlay(outputs["overlay"], _gray(slices, segmenter), np.stack(work.membranes), slices.is_stack)
+    except EmsegError as exc:
+        return [FileFailed(slices.path, exc)]
+    return [SliceDone(slices.path, -1, {"write": time.perf_counter() - start}),
+            FileDone(slices.path, list(outputs.values()), slices.notes)]
+
+
+def _completed(events: list[Event]) -> Future:
+    future: Future = Future()
+    future.set_result(events)
+    return future
 
 
 def _plan_outputs(slices: Slices, options: Options, inputs: set[Path], claimed: set[Path]) -> dict[str, Path]:

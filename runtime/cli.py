@@ -151,7 +151,9 @@ def _run_batch(batch, segmenter, files, options, quiet):
 def _summary(timings: dict[str, list[float]], files: int) -> str:
     slices = len(timings["infer"])
     parts = ", ".join(f"{k} {1000 * statistics.median(v):.0f} ms" for k, v in timings.items() if v and k != "total")
-    return f"{slices} slice(s) from {files} file(s) in {timings['total'][0]:.2f} s; median per slice: {parts}"
+    total = timings["total"][0]
+    return (f"{slices} slice(s) from {files} file(s) in {total:.2f} s ({1000 * total / max(slices, 1):.0f} ms per slice; "
+            f"median stages, which overlap: {parts})")
 
 
 @app.command()
