@@ -65,7 +65,7 @@ class TrainConfig:
     membrane_value: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    loss: str = "bce_dice"
+    loss: str = "bce"
     crop: int = 256
     batch_size: int = 8
     steps_per_epoch: int = 100
