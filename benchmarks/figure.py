@@ -1,6 +1,6 @@
 """``python -m benchmarks.figure``: pictures of segmented slices for the README.
 
-Each picture is input | mask | overlay, made with the embedded int8 model through
+Each picture is input | mask | overlay (512 x 512 px, full resolution), made with the embedded int8 model through
 the runtime exactly as ``emseg-lite segment`` makes them: an ISBI test section
 (never trained on) and a section from another larva (``vnc-stack2``).
 """
@@ -17,7 +17,7 @@ from emseg_lite.runtime.intensity import intensity_range, normalize
 from emseg_lite.runtime.io import read_slices
 from emseg_lite.runtime.segmenter import Segmenter
 
-PANEL = 400
+PANEL = 512
 
 
 def picture(segmenter: Segmenter, image: np.ndarray, title: str) -> Image.Image:
@@ -30,7 +30,7 @@ def picture(segmenter: Segmenter, image: np.ndarray, title: str) -> Image.Image:
               Image.fromarray(overlay)]
     canvas = Image.new("RGB", (3 * PANEL + 20, PANEL + 24), "white")
     for i, (panel, label) in enumerate(zip(panels, ("input", "mask (0 = membrane)", "overlay"))):
-        canvas.paste(panel.resize((PANEL, PANEL), Image.Resampling.NEAREST), (i * (PANEL + 10), 24))
+        canvas.paste(panel, (i * (PANEL + 10), 24))
         ImageDraw.Draw(canvas).text((i * (PANEL + 10) + 4, 6), f"{label}" if i else f"{label}: {title}", fill="black")
     return canvas
 

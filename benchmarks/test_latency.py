@@ -5,8 +5,6 @@ models are real (a ``make export`` or the embedded ones).
 """
 from __future__ import annotations
 
-import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,20 +47,15 @@ def _figures(segmenter: Segmenter, probability: np.ndarray, reference: np.ndarra
                 threads=segmenter.net.threads)
 
 
-def _keras_reference(model_set, image):
-    """Full Keras model's map of ``image`` (and the model, its card and exact halo)."""
+def _keras_reference(model_set, image: np.ndarray, tmp_dir: Path) -> np.ndarray:
+    """The full Keras model's map of ``image``, computed in a child process (see keras_reference)."""
     key = (model_set.reference, image.shape)
     if key not in _REFERENCES:
-        from emseg_lite.runtime.card import ModelCard, card_path_for
-        from emseg_lite.train.keras2 import keras
-        from emseg_lite.train.predict import predict_slice
-
-        card = ModelCard.load(card_path_for(model_set.reference))
-        model = keras.models.load_model(model_set.reference, compile=False)
-        align = card.tiling.align
-        halo = math.ceil(card.architecture.receptive_field_radius / align) * align
-        run = lambda: predict_slice(model, image, card.normalization, halo, align)  # noqa: E731
-        _REFERENCES[key] = (run(), run, card, halo)
+        np.save(tmp_dir / "slice.npy", image)
+        subprocess.run([sys.executable, "-m", "benchmarks.keras_reference", str(model_set.reference),
+                        str(tmp_dir / "slice.npy"), str(tmp_dir / "map.npy")],
+                       check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+        _REFERENCES[key] = np.load(tmp_dir / "map.npy")
     return _REFERENCES[key]
 
 
@@ -73,23 +66,12 @@ def _tflite_reference(model_set, image):
     return _REFERENCES[key]
 
 
-def test_full_keras_model(benchmark, record, exported, isbi_slice):
-    image, truth = isbi_slice
-    reference, run, card, halo = _keras_reference(exported, image)
-    benchmark(run)
-    side = -(-(512 + 2 * halo) // card.tiling.align) * card.tiling.align
-    macs = card.architecture.macs_per_tile * side**2 / card.tiling.tile**2
-    record(variant="keras", origin=exported.origin, pixel_agreement=1.0, membrane_dice=1.0, v_rand_diff=0.0,
-           v_rand=rand_and_info(membrane_mask(reference, card.postprocessing), truth)[0],
-           size_bytes=card.model.size_bytes, macs=int(macs), flop=int(2 * macs), threads="tf default")
-
-
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("variant", EXPORTED)
-def test_exported_variant(benchmark, record, exported, isbi_slice, variant, threads):
+def test_exported_variant(benchmark, record, exported, isbi_slice, variant, threads, tmp_path_factory):
     image, truth = isbi_slice
     segmenter = Segmenter.load(exported.variant(variant), threads=threads)
-    reference = _keras_reference(exported, image)[0]
+    reference = _keras_reference(exported, image, tmp_path_factory.mktemp("reference"))
     probability = benchmark(segmenter.probabilities, image)
     record(origin=exported.origin, **_figures(segmenter, probability, reference, truth, exported.floors_apply,
                                               variant, image.size))
@@ -128,18 +110,47 @@ def test_segment_folder_per_slice(benchmark, record, data_root, tmp_path):
            ms_per_slice=1000 * benchmark.stats.stats.median / len(files), threads=2)
 
 
-def test_cli_cold_start(benchmark, record, isbi_slice, data_root, tmp_path):
-    """Process start to mask written, for one 512 x 512 slice, and the process's peak memory."""
-    cli = str(Path(sys.executable).parent / "emseg-lite")
+_CLI_WITH_PEAK = """
+import atexit, sys
+def report_peak():
+    status = open("/proc/self/status").read()
+    sys.stderr.write("PEAK_KB " + status.split("VmHWM:")[1].split()[0] + "\\n")
+atexit.register(report_peak)
+sys.argv = ["emseg-lite", *sys.argv[1:]]
+from emseg_lite.runtime.cli import main
+main()
+"""
+
+
+def test_cli_cold_start(benchmark, record, data_root, tmp_path):
+    """Process start to mask written, for one 512 x 512 slice, and the process's peak memory.
+
+    The CLI runs exactly as the ``emseg-lite`` script runs it; the child reports
+    its own peak resident memory (VmHWM) at exit, since rusage of a child forked
+    from this TensorFlow-laden process would count the parent's pages too.
+    """
     slice_path = data_root / "isbi2012" / "test" / "0.png"
     peaks = []
 
     def cold_start():
-        process = subprocess.Popen([cli, "segment", str(slice_path), "-o", str(tmp_path), "--overwrite", "-q"])
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        assert process.returncode == 0
-        peaks.append(usage.ru_maxrss / 1024)
+        result = subprocess.run([sys.executable, "-c", _CLI_WITH_PEAK, "segment", str(slice_path), "-o", str(tmp_path),
+                                 "--overwrite", "-q"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        peaks.append(int(result.stderr.split("PEAK_KB")[1].split()[0]) / 1024)
 
     benchmark.pedantic(cold_start, rounds=5, iterations=1, warmup_rounds=1)
     record(origin="embedded", variant="int8 (CLI)", peak_rss_mb=round(max(peaks), 1), threads="default")
+
+
+def test_full_keras_model(benchmark, record, exported, isbi_slice):
+    """Last on purpose: from here on TensorFlow lives in this process."""
+    from .keras_reference import full_model
+
+    image, truth = isbi_slice
+    predict, card, halo = full_model(exported.reference)
+    reference = benchmark(predict, image)
+    side = -(-(512 + 2 * halo) // card.tiling.align) * card.tiling.align
+    macs = card.architecture.macs_per_tile * side**2 / card.tiling.tile**2
+    record(variant="keras", origin=exported.origin, pixel_agreement=1.0, membrane_dice=1.0, v_rand_diff=0.0,
+           v_rand=rand_and_info(membrane_mask(reference, card.postprocessing), truth)[0],
+           size_bytes=card.model.size_bytes, macs=int(macs), flop=int(2 * macs), threads="tf default")
