@@ -55,6 +55,14 @@ def embedded():
     return embedded_set()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def amx() -> str:
+    """Measure the runtime as the CLI runs it: XNNPACK kept off AMX (runtime/amx.py)."""
+    from emseg_lite.runtime.amx import forgo_amx
+
+    return forgo_amx()
+
+
 @pytest.fixture(scope="session")
 def machine_gflops() -> float:
     """fp32 matrix-multiply GFLOP/s of this machine (numpy BLAS, all cores), best of 5."""
@@ -72,10 +80,11 @@ def _timed(fn) -> float:
 
 
 @pytest.fixture
-def record(benchmark, machine_gflops):
+def record(benchmark, machine_gflops, amx):
     """Attach figures to the benchmark and to the closing summary table."""
     def _record(**info):
         info["machine_gflops"] = round(machine_gflops, 1)
+        info["amx"] = amx
         benchmark.extra_info.update(info)
         _ROWS.append({"name": benchmark.name, "benchmark": benchmark, **info})
     return _record

@@ -23,7 +23,7 @@ def rows(report: dict) -> list[dict]:
             "v_rand_diff": info.get("v_rand_diff"), "v_rand": info.get("v_rand"),
             "gflops": flop / stats["median"] / 1e9 if flop else None,
             "peak": info.get("machine_gflops"), "ms_per_slice": info.get("ms_per_slice"),
-            "peak_rss_mb": info.get("peak_rss_mb"),
+            "peak_rss_mb": info.get("peak_rss_mb"), "amx": info.get("amx"),
         })
     return out
 
@@ -33,7 +33,8 @@ def markdown(report: dict, table: list[dict]) -> str:
     cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
     lines = [
         f"Measured {report['datetime'][:16].replace('T', ' ')} UTC on {cpu} ({machine.get('machine', '')}), "
-        f"Python {machine.get('python_version', '?')}; fp32 matmul peak {table[0]['peak']} GFLOP/s.",
+        f"Python {machine.get('python_version', '?')}; fp32 matmul peak {table[0]['peak']} GFLOP/s; "
+        f"AMX for XNNPACK: {table[0]['amx']}.",
         "",
         "| benchmark | model | threads | median ms | size KB | agreement % | Dice | ΔV_rand | GFLOP/s | % peak |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -63,9 +63,11 @@ ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="Interpreter t
 
 
 def _load(model, threads, delegate=None, tile=None, overlap=None):
+    from .amx import forgo_amx
     from .errors import EmsegError
     from .segmenter import Segmenter
 
+    forgo_amx()
     try:
         return Segmenter.load(model, threads=threads, delegate=delegate, tile=tile, overlap=overlap)
     except (EmsegError, ValueError) as exc:
@@ -164,11 +166,12 @@ def info(
 ) -> None:
     """Show a model's card, the interpreter backend in use and the thread count."""
     from . import registry
+    from .amx import forgo_amx
     from .backend import backend
 
     segmenter = _load(model, threads)
     impl = backend()
-    runtime = {"backend": f"{impl.name} {impl.version}", "threads": segmenter.net.threads,
+    runtime = {"backend": f"{impl.name} {impl.version}", "threads": segmenter.net.threads, "amx": forgo_amx(),
                "model_path": str(segmenter.net.path), "embedded_models": sorted(registry.embedded_models())}
     if as_json:
         typer.echo(json.dumps({"card": segmenter.card.to_dict(), "runtime": runtime}, indent=2))
@@ -192,7 +195,7 @@ def info(
     if card.agreement:
         a = card.agreement
         lines.append(f"agreement      {100 * a.pixel_agreement:.2f}% pixels, membrane Dice {a.membrane_dice:.4f} vs full model")
-    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}"]
+    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}"]
     typer.echo("\n".join(lines))
 
 

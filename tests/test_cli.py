@@ -233,7 +233,7 @@ def test_info_reports_card_backend_and_threads():
     result = run("info", "--threads", "2")
     assert result.returncode == 0, result.stderr
     assert "ai-edge-litert" in result.stdout and "threads        2" in result.stdout
-    assert "variant        int8" in result.stdout
+    assert "variant        int8" in result.stdout and "AMX            " in result.stdout
     data = json.loads(run("info", "--json").stdout)
     assert data["card"]["variant"] == "int8" and data["runtime"]["backend"].startswith("ai-edge-litert")
 
