@@ -17,7 +17,8 @@ from emseg_lite.runtime.segmenter import Segmenter
 CHILD = textwrap.dedent("""
     import ctypes, sys
     import numpy as np
-    from emseg_lite.runtime.amx import forgo_amx, _xcomp, _ARCH_GET_XCOMP_SUPP, _XFEATURE_XTILEDATA
+    from emseg_lite.runtime.amx import (forgo_amx, _xcomp, _ARCH_GET_XCOMP_SUPP, _ARCH_REQ_XCOMP_PERM,
+                                        _SYS_ARCH_PRCTL, _XFEATURE_XTILEDATA)
     from emseg_lite.runtime.io import read_slices
     from emseg_lite.runtime.segmenter import Segmenter
 
@@ -25,7 +26,7 @@ CHILD = textwrap.dedent("""
     assert forgo_amx() is state, "a second call must change nothing"
     libc = ctypes.CDLL(None, use_errno=True)
     has_amx = bool(_xcomp(libc, _ARCH_GET_XCOMP_SUPP) & _XFEATURE_XTILEDATA)
-    request = libc.syscall(158, 0x1023, 18) if has_amx else None
+    request = libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA.bit_length() - 1) if has_amx else None
     np.save(sys.argv[2], Segmenter.load("int8").probabilities(read_slices(sys.argv[1]).pages[0]))
     print(state, has_amx, request, ctypes.get_errno(), sep="|")
 """)
