@@ -1,7 +1,7 @@
 """emseg-lite runtime: membrane maps of EM slices with a TFLite model, no TensorFlow.
 
 ``from emseg_lite.runtime import Segmenter`` is the Python API; the heavy
-imports (numpy, scipy, the interpreter) happen on first use, so that the CLI can
+imports (numpy, the interpreter) happen on first use, so that the CLI can
 answer ``--help`` without them.
 """
 from __future__ import annotations

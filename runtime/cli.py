@@ -95,10 +95,6 @@ def segment(
         min=1, help="Refuse slices with more pixels, as decompression bombs (default: 640 million).")] = None,
 ) -> None:
     """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
-    from . import postprocess
-
-    if post is not Post.none:
-        postprocess.preload()
     from . import batch
     from .errors import EmsegError
 

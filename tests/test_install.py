@@ -15,9 +15,9 @@ def test_fresh_base_install_segments_without_tensorflow(tmp_path, test_slice):
     python = venv / "bin" / "python"
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(REPO)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow'))"],
-                           capture_output=True, text=True)
-    assert probe.stdout.strip() == "None", "the base install must not pull in TensorFlow"
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('tensorflow'), "
+                            "u.find_spec('scipy'))"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "None None", "the base install must pull in neither TensorFlow nor scipy"
 
     result = subprocess.run([str(venv / "bin" / "emseg-lite"), "segment", str(test_slice), "-o", str(tmp_path)],
                             capture_output=True, text=True)
