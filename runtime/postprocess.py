@@ -43,20 +43,17 @@ def membrane_mask(probability: np.ndarray, params: PostProcessing) -> np.ndarray
 
 def watershed_boundaries(probability: np.ndarray, params: PostProcessing) -> np.ndarray:
     """Closed 1-pixel membranes between regions flooded from cell seeds."""
-    relief = probability.astype(np.float32)
+    relief = np.asarray(probability, dtype=np.float32)
     if params.smoothing_sigma > 0:
         relief = gaussian_blur(relief, params.smoothing_sigma)
     labels = seeds(relief, params.seed_threshold, params.min_seed_area)
     if not labels.any():
         return probability > params.threshold
-    for level in np.linspace(1.0, 0.0, params.levels, endpoint=False)[::-1]:
-        unlabelled = labels == 0
-        if not unlabelled.any():
-            break
+    for level in np.linspace(0.0, 1.0, params.levels, endpoint=False)[1:]:
         nearest = fill_nearest(labels)
-        grow = unlabelled & (relief <= level) if level < 1.0 else unlabelled
+        grow = (labels == 0) & (relief <= level)
         labels[grow] = nearest[grow]
-    return label_borders(labels)
+    return label_borders(fill_nearest(labels))
 
 
 def seeds(relief: np.ndarray, threshold: float, min_area: int) -> np.ndarray:

@@ -112,11 +112,24 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = (kernel / kernel.sum()).astype(np.float32)
     blurred = np.asarray(image, dtype=np.float32)
-    for _ in range(2):  # rows, then (after a transpose) columns
-        padded = np.pad(blurred, ((radius, radius), (0, 0)), mode="symmetric")
-        rows = blurred.shape[0]
-        out = kernel[0] * padded[:rows]
-        for k in range(1, offsets.size):
-            out += kernel[k] * padded[k:k + rows]
-        blurred = np.ascontiguousarray(out.T)
+    for axis in (0, 1):
+        blurred = _correlate(blurred, kernel, axis)
     return blurred
+
+
+def _correlate(image: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """1-D correlation along ``axis`` with mirrored edges, in two image-sized temporaries."""
+    radius = kernel.size // 2
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (radius, radius)
+    padded = np.pad(image, pad, mode="symmetric")
+    length = image.shape[axis]
+
+    def window(k: int) -> np.ndarray:
+        return padded[k:k + length] if axis == 0 else padded[:, k:k + length]
+
+    out = np.multiply(kernel[0], window(0))
+    term = np.empty_like(out)
+    for k in range(1, kernel.size):
+        out += np.multiply(kernel[k], window(k), out=term)
+    return out
