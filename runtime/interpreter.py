@@ -75,9 +75,21 @@ class TFLiteNet:
 
     def run(self, tile: np.ndarray) -> np.ndarray:
         """(t, t) float32 normalised input -> (t, t) float32 membrane probability."""
-        self._interpreter.set_tensor(self._input_index, _quantize(tile, self.input)[np.newaxis, :, :, np.newaxis])
+        return self.decode(self.invoke(self.encode(tile)))
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Normalised float values -> the input tensor's dtype (quantised for int8 models)."""
+        return _quantize(values, self.input)
+
+    def invoke(self, tile: np.ndarray) -> np.ndarray:
+        """(t, t) encoded input -> (t, t) raw output tensor (quantised for int8 models)."""
+        self._interpreter.set_tensor(self._input_index, tile[np.newaxis, :, :, np.newaxis])
         self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output_index)[0, :, :, 0], self.output)
+        return self._interpreter.get_tensor(self._output_index)[0, :, :, 0]
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw output values -> float32 membrane probability."""
+        return _dequantize(raw, self.output)
 
 
 def _load_delegate(impl, library: str):

@@ -62,8 +62,8 @@ def seeds(relief: np.ndarray, threshold: float, min_area: int) -> np.ndarray:
     if count and min_area > 1:
         keep = np.bincount(labels.ravel()) >= min_area
         keep[0] = False
-        labels = np.where(keep, np.cumsum(keep), 0)[labels]
-    return labels.astype(np.int32)
+        labels = np.where(keep, np.cumsum(keep, dtype=np.int32), 0)[labels]
+    return labels
 
 
 def label_borders(labels: np.ndarray) -> np.ndarray:
