@@ -14,7 +14,7 @@ The flooding is quantised: within one probability level every pixel joins its
 nearest grown region (taxicab distance), which puts borders on the middle of a
 membrane band even where the network saturates at 1.0. With one level this is
 a seeded Voronoi split along the membranes; more levels follow the
-probability relief more closely at ~5 ms per level. ``scipy.ndimage.
+probability relief more closely at ~2 ms per level (512 x 512). ``scipy.ndimage.
 watershed_ift`` would be the textbook tool, but it hands the far slope of a
 ridge to whichever basin reaches the crest first (scipy issue #10069), which
 shifts every border to one side of its membrane.
