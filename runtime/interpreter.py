@@ -1,4 +1,7 @@
-"""A loaded .tflite network: normalised float tile in, membrane probability out.
+"""A loaded .tflite network: encode a normalised tile, invoke, decode the probability.
+
+The three steps are separate so that the segmenter can encode integer slices
+through a lookup table and decode only the part of each tile it keeps.
 
 Everything about the tensors (index, shape, dtype, scale, zero point) is read
 from the model itself and cached once; int8 models are quantised as
@@ -72,10 +75,6 @@ class TFLiteNet:
                 problems.append(f"{name} scale is {real.scale} but the card says {card_spec.scale}")
         if problems:
             raise ModelError(card_path, "card does not match the model: " + "; ".join(problems))
-
-    def run(self, tile: np.ndarray) -> np.ndarray:
-        """(t, t) float32 normalised input -> (t, t) float32 membrane probability."""
-        return self.decode(self.invoke(self.encode(tile)))
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """Normalised float values -> the input tensor's dtype (quantised for int8 models)."""
