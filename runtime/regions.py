@@ -105,12 +105,39 @@ def fill_nearest(labels: np.ndarray) -> np.ndarray:
     return grid[1:-1, 1:-1]
 
 
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """float32 Gaussian blur, kernel truncated at 4 sigma, mirrored edges (``scipy.ndimage`` defaults)."""
+def flood(labels: np.ndarray, relief: np.ndarray | None = None, level: float = np.inf) -> None:
+    """In place: unlabelled (0) pixels whose ``relief`` is <= ``level`` take the label of
+    their nearest labelled pixel (as ``fill_nearest``); without ``relief``, all of them."""
+    nearest = fill_nearest(labels)
+    grow = labels == 0
+    if relief is not None:
+        grow &= relief <= level
+    labels[grow] = nearest[grow]
+
+
+def label_borders(labels: np.ndarray) -> np.ndarray:
+    """Mark a pixel when its right or lower neighbour has another label.
+
+    One pixel per differing 4-neighbour pair, so what is left unmarked never
+    touches another label 4-connectedly: every region is closed.
+    """
+    border = np.zeros(labels.shape, dtype=bool)
+    border[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    border[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return border
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """float32 taps of a normalised Gaussian truncated at 4 sigma (``scipy.ndimage``'s default)."""
     radius = int(4.0 * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).astype(np.float32)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 Gaussian blur, kernel truncated at 4 sigma, mirrored edges (``scipy.ndimage`` defaults)."""
+    kernel = gaussian_kernel(sigma)
     blurred = np.empty(np.shape(image), dtype=np.float32)
     _correlate(np.asarray(image, dtype=np.float32), kernel, 0, out=blurred)
     _correlate(blurred, kernel, 1, out=blurred)

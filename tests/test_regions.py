@@ -1,8 +1,12 @@
-"""The numpy region operations against scipy.ndimage, their reference (scipy is a test dependency only)."""
+"""The numpy region operations against scipy.ndimage, their reference (scipy is a test dependency only),
+and the compiled ones against the numpy ones."""
+import os
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from emseg_lite.runtime import regions
 from emseg_lite.runtime.regions import fill_nearest, gaussian_blur, label
 
 FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
@@ -77,3 +81,50 @@ def test_gaussian_blur_matches_scipy(sigma):
     for shape in [(1, 1), (3, 17), (64, 48)]:
         image = rng.random(shape).astype(np.float32)
         np.testing.assert_allclose(gaussian_blur(image, sigma), ndi.gaussian_filter(image, sigma), atol=1e-5)
+
+
+# The compiled kernels (runtime/_regions.c) must give exactly what the numpy versions give.
+
+def compiled():
+    from emseg_lite.runtime import native
+
+    if not native.available():
+        message = "compiled region operations not built (no C compiler at install?)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return native
+
+
+def test_compiled_operations_equal_numpy_on_random_images():
+    native = compiled()
+    rng = np.random.default_rng(5)
+    for mask in random_masks(400, seed=4):
+        ours, count = regions.label(mask)
+        theirs, their_count = native.label(mask)
+        assert count == their_count
+        np.testing.assert_array_equal(ours, theirs)
+        seeds = np.where(rng.random(mask.shape) < 0.2, ours, 0).astype(np.int32)
+        np.testing.assert_array_equal(regions.fill_nearest(seeds), native.fill_nearest(seeds))
+        relief = rng.random(mask.shape).astype(np.float32)
+        for sigma in (0.5, 1.0, 2.5):
+            np.testing.assert_array_equal(regions.gaussian_blur(relief, sigma), native.gaussian_blur(relief, sigma))
+        a, b = seeds.copy(), seeds.copy()
+        regions.flood(a, relief, 0.4)
+        native.flood(b, relief, 0.4)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(regions.label_borders(a), native.label_borders(a))
+
+
+def test_compiled_watershed_equals_numpy_on_real_maps(vnc_tiff):
+    from emseg_lite.runtime.io import read_slices
+    from emseg_lite.runtime.postprocess import watershed_boundaries
+    from emseg_lite.runtime.segmenter import Segmenter
+
+    native = compiled()
+    segmenter = Segmenter.load("int8", threads=2)
+    probability = segmenter.probabilities(read_slices(vnc_tiff).pages[0])
+    post = segmenter.card.postprocessing
+    for crop in (np.s_[:, :], np.s_[100:613, 7:1000]):
+        np.testing.assert_array_equal(watershed_boundaries(probability[crop], post, regions),
+                                      watershed_boundaries(probability[crop], post, native))
