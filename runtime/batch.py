@@ -1,10 +1,14 @@
 """Segmenting many files: expanding inputs, naming outputs, one event per step.
 
-``run`` yields an event per section and per file so that the CLI can draw a
-progress bar and a timing summary without this module printing anything. A
-failing file is reported as ``FileFailed`` and the rest carry on. Outputs are
-checked before any work is done (they must not overwrite an input, an output of
-this run, or -- unless ``overwrite`` -- an existing file) and written atomically.
+``run`` yields events (a block, a section, a file done or failed) so that the
+CLI can draw progress and a timing summary without this module printing
+anything. A failing file is reported as ``FileFailed`` and the rest carry on;
+a failed file leaves none of its outputs. Outputs are checked before any work
+is done (they must not overwrite an input, an output of this run, or -- unless
+``overwrite`` -- an existing file) and appear atomically when complete.
+
+Every section goes through the block-wise core (``blockwise``): small ones as
+one block, big ones block by block in bounded memory, written as they go.
 """
 from __future__ import annotations
 
@@ -18,14 +22,16 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from . import sinks
+from .blockwise import Finished, Inferred, finish_block, infer_block, prepare_page, tile_for
 from .card import PostProcessing
 from .datasets import image_files
 from .errors import EmsegError, InputError, OutputError
-from .intensity import intensity_range, normalize
-from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Slices, read_slices, write_mask, write_overlay, write_probabilities
+from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Section, open_section
 from .segmenter import Segmenter
 
 OUTPUT_TAGS = ("_mask", "_prob", "_overlay")
+OVERLAY_COLOUR = (255, 0, 255)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,17 @@ class Options:
     overlay: bool = False
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    block: int | None = None
+    """Block size in pixels (None: one block up to 4096 x 4096 px, else ~3000 px)."""
+    fixed_tile: bool = False
+    """Keep the segmenter's tile for every section (else larger sections get larger tiles)."""
+
+
+@dataclass
+class BlockDone:
+    path: Path
+    page: int
+    pixels: int
 
 
 @dataclass
@@ -58,7 +75,7 @@ class FileFailed:
     error: EmsegError
 
 
-Event = Union[SliceDone, FileDone, FileFailed]
+Event = Union[BlockDone, SliceDone, FileDone, FileFailed]
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
@@ -88,18 +105,21 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
     return unique, errors
 
 
-def count_sections(path: Path) -> int:
-    """Sections in a file from its header alone (1 if unknown), for progress bars."""
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
+def count_pixels(path: Path) -> int:
+    """Pixels to segment in a file, from its header alone (0 if unknown), for progress bars."""
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
 
-        try:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                return int(np.prod([n for a, n in zip(series.axes, series.shape) if a not in "YXS"], dtype=np.int64))
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError):
-            return 1  # a broken file is reported when it is read
-    return 1
+                return int(np.prod([n for a, n in zip(series.axes, series.shape) if a != "S"], dtype=np.int64))
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.width * im.height
+    except Exception:  # a broken file is reported when it is read; here it only counts 0
+        return 0
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -121,10 +141,11 @@ def check_out_dir(out_dir: Path) -> None:
 def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[Event]:
     """Segment ``files`` in order, yielding events in order.
 
-    Two stages overlap: the calling thread reads slices and runs the network
-    (which releases the GIL), one worker thread post-processes and writes the
-    previous slice. On two cores this takes the post-processing and the PNG
-    writing off the critical path of a folder of slices.
+    Two threads share the work: this one reads blocks and runs the network
+    (which releases the GIL); a finishing thread post-processes each block in
+    C (also without the GIL) and hands it to the outputs, whose TIFF writers
+    compress and write in threads of their own. On two cores the watershed and
+    the writing thus overlap the next block's inference.
     """
     inputs = {p.resolve() for p in files}
     claimed: set[Path] = set()
@@ -141,61 +162,142 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
 
 @dataclass
 class _FileWork:
-    """What the finishing thread accumulates for one input file."""
+    """One input file's outputs and state, touched only by the finishing thread once work starts."""
 
-    slices: Slices
+    section: Section
     outputs: dict[str, Path]
     post: PostProcessing
-    masks: list[np.ndarray] = field(default_factory=list)
-    probabilities: list[np.ndarray] = field(default_factory=list)
-    membranes: list[np.ndarray] = field(default_factory=list)
+    mask_values: tuple[int, int]
+    """Written for (membrane, cell): the card's polarity."""
+    sinks: dict[str, sinks.Sink]
+    failed: bool = False
+    post_seconds: float = 0.0
+
+    def fail(self, error: EmsegError) -> list[Event]:
+        """Abandon every output of this file (once) and report it."""
+        if self.failed:
+            return []
+        self.failed = True
+        for sink in self.sinks.values():
+            sink.abort()
+        return [FileFailed(self.section.path, error)]
 
 
 def _submit_file(segmenter: Segmenter, path: Path, options: Options, inputs: set[Path], claimed: set[Path],
                  finisher: ThreadPoolExecutor) -> Iterator[Future]:
-    start = time.perf_counter()
     try:
-        slices = read_slices(path, options.max_pixels)
-        outputs = _plan_outputs(slices, options, inputs, claimed)
+        section = open_section(path, options.max_pixels)
     except EmsegError as exc:
         yield _completed([FileFailed(path, exc)])
         return
-    claimed.update(p.resolve() for p in outputs.values())
-    read_s = (time.perf_counter() - start) / len(slices.pages)
-    work = _FileWork(slices, outputs, options.post or segmenter.card.postprocessing)
-    for page, image in enumerate(slices.pages):
-        t0 = time.perf_counter()
-        probability = segmenter.probabilities(image)
-        seconds = {"read": read_s, "infer": time.perf_counter() - t0}
-        yield finisher.submit(_finish_slice, segmenter, work, page, probability, seconds, options)
-    yield finisher.submit(_write_file, segmenter, work, options)
+    with section:
+        try:
+            outputs = _plan_outputs(section, options, inputs, claimed)
+            claimed.update(p.resolve() for p in outputs.values())
+            polarity = segmenter.card.mask
+            work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing,
+                             (polarity.membrane_value, polarity.cell_value), _open_sinks(section, outputs))
+        except EmsegError as exc:
+            yield _completed([FileFailed(path, exc)])
+            return
+        if not options.fixed_tile:
+            segmenter.use_tile(tile_for(segmenter, section.height, section.width))
+        try:
+            for index in range(section.pages):
+                start = time.perf_counter()
+                seconds = {"read": 0.0, "infer": 0.0}
+                try:
+                    page = prepare_page(segmenter, section, index, work.post, options.block)
+                    seconds["read"] += time.perf_counter() - start
+                    for block in page.blocks:
+                        t0 = time.perf_counter()
+                        inferred = infer_block(segmenter, page, block, keep_pixels=options.overlay)
+                        seconds["infer"] += time.perf_counter() - t0
+                        yield finisher.submit(_finish, work, inferred, options)
+                except EmsegError as exc:
+                    yield finisher.submit(work.fail, exc)
+                    return
+                yield finisher.submit(_end_page, work, index, seconds)
+            yield finisher.submit(_commit, work)
+        except BaseException:  # interrupted (Ctrl-C, or the caller stopped listening): leave nothing behind
+            finisher.submit(work.fail, InputError(path, "interrupted")).result()
+            raise
 
 
-def _finish_slice(segmenter: Segmenter, work: _FileWork, page: int, probability: np.ndarray,
-                  seconds: dict[str, float], options: Options) -> list[Event]:
-    start = time.perf_counter()
-    membrane = segmenter.membrane(probability, work.post)
-    work.masks.append(segmenter.to_mask(membrane))
-    if options.probabilities:
-        work.probabilities.append(probability)
-    if options.overlay:
-        work.membranes.append(membrane)
-    return [SliceDone(work.slices.path, page, {**seconds, "post": time.perf_counter() - start})]
-
-
-def _write_file(segmenter: Segmenter, work: _FileWork, options: Options) -> list[Event]:
-    start = time.perf_counter()
-    slices, outputs = work.slices, work.outputs
+def _open_sinks(section: Section, outputs: dict[str, Path]) -> dict[str, sinks.Sink]:
+    kind = sinks.layout(section.pages, section.height, section.width)
+    shape = (section.pages, section.height, section.width)
+    opened: dict[str, sinks.Sink] = {}
     try:
-        write_mask(outputs["mask"], np.stack(work.masks), slices.is_stack)
-        if options.probabilities:
-            write_probabilities(outputs["prob"], np.stack(work.probabilities))
-        if options.overlay:
-            write_overlay(outputs["overlay"], _gray(slices, segmenter), np.stack(work.membranes), slices.is_stack)
+        for name, path in outputs.items():
+            if name == "mask":
+                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, compress=True)
+            elif name == "prob":
+                opened[name] = sinks.open_sink("tiled" if kind == "tiled" else "stack", path, *shape, np.float32)
+            else:
+                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, rgb=True, compress=True)
+    except EmsegError:
+        for sink in opened.values():
+            sink.abort()
+        raise
+    return opened
+
+
+def _finish(work: _FileWork, inferred: Inferred, options: Options) -> list[Event]:
+    if work.failed:
+        return []
+    start = time.perf_counter()
+    done = finish_block(inferred, work.post, keep_probability=options.probabilities)
+    work.post_seconds += time.perf_counter() - start
+    try:
+        _write(work, done)
     except EmsegError as exc:
-        return [FileFailed(slices.path, exc)]
-    return [SliceDone(slices.path, -1, {"write": time.perf_counter() - start}),
-            FileDone(slices.path, list(outputs.values()), slices.notes)]
+        return work.fail(exc)
+    return [BlockDone(work.section.path, done.page.index, done.block.core.height * done.block.core.width)]
+
+
+def _write(work: _FileWork, done: Finished) -> None:
+    page, region = done.page.index, done.block.core
+    membrane_value, cell_value = work.mask_values
+    work.sinks["mask"].write(page, region, np.where(done.membrane, np.uint8(membrane_value), np.uint8(cell_value)))
+    if "prob" in work.sinks:
+        work.sinks["prob"].write(page, region, done.probability)
+    if "overlay" in work.sinks:
+        rgb = np.repeat((done.gray * 255).astype(np.uint8)[..., np.newaxis], 3, axis=-1)
+        rgb[done.membrane] = OVERLAY_COLOUR
+        work.sinks["overlay"].write(page, region, rgb)
+
+
+def _end_page(work: _FileWork, index: int, seconds: dict[str, float]) -> list[Event]:
+    if work.failed:
+        return []
+    try:
+        for sink in work.sinks.values():
+            sink.end_page(index)
+    except EmsegError as exc:
+        return work.fail(exc)
+    post, work.post_seconds = work.post_seconds, 0.0
+    return [SliceDone(work.section.path, index, {**seconds, "post": post})]
+
+
+def _commit(work: _FileWork) -> list[Event]:
+    """Make every output appear, or none: a later failure removes the ones already in place."""
+    if work.failed:
+        return []
+    start = time.perf_counter()
+    committed: list[Path] = []
+    for name, sink in work.sinks.items():
+        try:
+            sink.commit()
+        except EmsegError as exc:
+            for path in committed:
+                path.unlink(missing_ok=True)
+            work.sinks = {k: s for k, s in work.sinks.items() if s.path not in committed and k != name}
+            return work.fail(exc)
+        committed.append(sink.path)
+    section = work.section
+    return [SliceDone(section.path, -1, {"write": time.perf_counter() - start}),
+            FileDone(section.path, list(work.outputs.values()), section.notes)]
 
 
 def _completed(events: list[Event]) -> Future:
@@ -204,24 +306,20 @@ def _completed(events: list[Event]) -> Future:
     return future
 
 
-def _plan_outputs(slices: Slices, options: Options, inputs: set[Path], claimed: set[Path]) -> dict[str, Path]:
-    folder = options.out_dir or slices.path.parent
-    image_suffix = ".tif" if slices.is_stack else ".png"
+def _plan_outputs(section: Section, options: Options, inputs: set[Path], claimed: set[Path]) -> dict[str, Path]:
+    folder = options.out_dir or section.path.parent
+    kind = sinks.layout(section.pages, section.height, section.width)
+    image_suffix = sinks.suffix(kind)
     wanted = {"mask": image_suffix, "prob": ".tif" if options.probabilities else None,
               "overlay": image_suffix if options.overlay else None}
-    outputs = {kind: folder / f"{slices.path.stem}_{kind}{suffix}" for kind, suffix in wanted.items() if suffix}
+    stem = section.path.stem
+    outputs = {name: folder / f"{stem}_{name}{suffix}" for name, suffix in wanted.items() if suffix}
     for target in outputs.values():
         resolved = target.resolve()
         if resolved in inputs:
-            raise OutputError(target, f"output of {slices.path} would overwrite an input; choose another -o folder")
+            raise OutputError(target, f"output of {section.path} would overwrite an input; choose another -o folder")
         if resolved in claimed:
-            raise OutputError(target, f"output of {slices.path} would overwrite the output of another input of this run")
+            raise OutputError(target, f"output of {section.path} would overwrite the output of another input of this run")
         if target.exists() and not options.overwrite:
             raise OutputError(target, "already exists; use --overwrite to replace it")
     return outputs
-
-
-def _gray(slices: Slices, segmenter: Segmenter) -> np.ndarray:
-    """Slices mapped to [0, 1] with the model's own normalisation, for overlays."""
-    spec = segmenter.card.normalization
-    return np.stack([normalize(page, *intensity_range(page, spec)) for page in slices.pages])

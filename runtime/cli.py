@@ -92,7 +92,9 @@ def segment(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(
-        min=1, help="Refuse slices with more pixels, as decompression bombs (default: 640 million).")] = None,
+        min=1, help="Refuse slices with more pixels, as decompression bombs (default: 2^30, 32768 x 32768).")] = None,
+    block: Annotated[Optional[int], typer.Option(
+        min=16, help="Block size in pixels for big sections (default: whole up to 4096 x 4096, else ~3000).")] = None,
 ) -> None:
     """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
     from . import batch
@@ -111,11 +113,11 @@ def segment(
     segmenter = _load(model, threads, delegate, tile, overlap)
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
-        probabilities=probabilities, overlay=overlay, overwrite=overwrite,
+        probabilities=probabilities, overlay=overlay, overwrite=overwrite, block=block, fixed_tile=tile is not None,
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
     done, failed, timings = _run_batch(batch, segmenter, files, options, quiet)
-    if not quiet and timings:
+    if not quiet and done:
         typer.echo(_summary(timings, done), err=True)
     if done == 0:
         raise typer.Exit(EXIT_NOTHING_DONE)
@@ -123,17 +125,24 @@ def segment(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+PROGRESS_PIXELS = 4 * 1024 * 1024
+"""Runs with more pixels than this show a progress bar (pixels done, ETA); one slice does not."""
+
+
 def _run_batch(batch, segmenter, files, options, quiet):
-    total = sum(batch.count_sections(p) for p in files)
+    total = sum(batch.count_pixels(p) for p in files)
     timings: dict[str, list[float]] = {"read": [], "infer": [], "post": [], "write": []}
     done = failed = 0
     started = time.perf_counter()
-    with typer.progressbar(length=total, label="segmenting", file=sys.stderr, hidden=quiet or total < 2) as bar:
+    hidden = quiet or (len(files) < 2 and total <= PROGRESS_PIXELS)
+    with typer.progressbar(length=max(total, 1), label="segmenting", file=sys.stderr, hidden=hidden,
+                           show_percent=True, show_eta=True) as bar:
         for event in batch.run(segmenter, files, options):
-            if isinstance(event, batch.SliceDone):
+            if isinstance(event, batch.BlockDone):
+                bar.update(event.pixels)
+            elif isinstance(event, batch.SliceDone):
                 for key, seconds in event.seconds.items():
                     timings[key].append(seconds)
-                bar.update(1 if event.page >= 0 else 0)
             elif isinstance(event, batch.FileDone):
                 done += 1
                 if not quiet:

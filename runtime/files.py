@@ -14,18 +14,37 @@ from pathlib import Path
 from typing import Iterator
 
 
+class AtomicFile:
+    """A hidden temporary file beside ``path`` that becomes ``path`` on ``commit``.
+
+    For outputs written over time (a big mask, block by block): until
+    ``commit`` nothing exists under the final name; ``abort`` removes the
+    temporary file, so a failure or an interruption leaves nothing behind.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}")
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``path``, on error it is removed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
+    target = AtomicFile(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        yield target.tmp
+        target.commit()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        target.abort()
         raise
 
 

@@ -22,24 +22,56 @@ def intensity_range(image: np.ndarray, spec: Normalization) -> tuple[float, floa
 
     Uses the 'lower' (nearest-rank) percentile definition on every path.
     """
-    if spec.method != "percentile":
-        raise ValueError(f"unknown normalisation method {spec.method!r}")
-    qs = (spec.low_percentile, spec.high_percentile)
-    if image.dtype.type in _HISTOGRAM_DTYPES:
-        offset = int(np.iinfo(image.dtype).min)
-        counts = np.bincount((image.ravel() if offset == 0 else image.ravel().astype(np.int32) - offset))
-        cumulative = np.cumsum(counts)
-        n = int(cumulative[-1])
-        values = [int(np.searchsorted(cumulative, int(q / 100.0 * (n - 1)), side="right")) + offset for q in qs]
-        return float(values[0]), float(values[1])
-    flat = image.reshape(-1)
-    step = max(1, flat.size // MAX_SAMPLES)
-    sample = flat[::step].astype(np.float64)
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(sample, qs, method="lower")
-    return float(low), float(high)
+    finder = RangeFinder(image.dtype, image.size, spec)
+    finder.add(0, image)
+    return finder.result()
+
+
+class RangeFinder:
+    """``intensity_range`` of a slice that arrives in pieces (row bands of a big section).
+
+    Feed every pixel once, in any order of bands, with its flat offset in the
+    slice; the result is the same as for the whole slice in memory.
+    """
+
+    def __init__(self, dtype: np.dtype, size: int, spec: Normalization):
+        if spec.method != "percentile":
+            raise ValueError(f"unknown normalisation method {spec.method!r}")
+        self.dtype = np.dtype(dtype)
+        self.spec = spec
+        self._offset = int(np.iinfo(self.dtype).min) if self.dtype.type in _HISTOGRAM_DTYPES else None
+        self._step = max(1, size // MAX_SAMPLES)
+        self._parts: list[np.ndarray] = []  # a regular subsample of float slices
+        self._counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, start: int, pixels: np.ndarray) -> None:
+        """Pixels ``start, start + 1, ...`` of the slice in raster order (any shape)."""
+        flat = pixels.reshape(-1)
+        if self._offset is not None:
+            counts = np.bincount(flat if self._offset == 0 else flat.astype(np.int32) - self._offset)
+            if counts.size > self._counts.size:
+                counts[: self._counts.size] += self._counts
+                self._counts = counts
+            else:
+                self._counts[: counts.size] += counts
+            return
+        first = -start % self._step
+        self._parts.append(flat[first :: self._step].astype(np.float64))
+
+    def result(self) -> tuple[float, float]:
+        qs = (self.spec.low_percentile, self.spec.high_percentile)
+        if self._offset is not None:
+            cumulative = np.cumsum(self._counts)
+            n = int(cumulative[-1])
+            values = [int(np.searchsorted(cumulative, int(q / 100.0 * (n - 1)), side="right")) + self._offset
+                      for q in qs]
+            return float(values[0]), float(values[1])
+        sample = np.concatenate(self._parts) if self._parts else np.zeros(0)
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return 0.0, 1.0
+        low, high = np.percentile(sample, qs, method="lower")
+        return float(low), float(high)
 
 
 def normalize(pixels: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -1,13 +1,17 @@
-"""Reading EM slices and writing masks, probability maps and overlays.
+"""Reading EM sections: whole, or region by region for sections too big to hold.
 
-Every reader returns a ``Slices``: a (pages, height, width) array in the file's
-own numeric type (uint8, uint16, float32, ...), one page per section. Plain
-images are one page; multi-page TIFFs (ImageJ stacks, either byte order) are
-many. RGB(A) is converted to gray and says so in ``notes``.
+``open_section`` returns a ``Section``: the pages (sections) of one file, each
+readable by region (``read``) in the file's own numeric type, converted to the
+machine's byte order. TIFFs are read region by region wherever the file
+allows it -- uncompressed data through a short-lived memory map, strips and
+tiles by decoding only the segments a region touches (with a small cache, as
+neighbouring blocks share segments) -- so a section of any size costs memory
+in proportion to a block. PNG and JPEG, and TIFFs compressed as one piece, can
+only be decoded whole; that is refused beyond ``WHOLE_DECODE_BYTES``.
 
-Anything unusable raises ``InputError`` with one line naming the file; outputs
-are written atomically (see ``files.atomic_output``), so a failed write leaves
-nothing behind.
+Plain images are one page; multi-page TIFFs (ImageJ stacks, either byte order)
+are many. RGB(A) is converted to gray and says so in ``notes``. Anything
+unusable raises ``InputError`` with one line naming the file.
 """
 from __future__ import annotations
 
@@ -18,15 +22,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError, OutputError
-from .files import atomic_output
+from .blocks import Region
+from .card import Normalization
+from .errors import InputError
+from .intensity import RangeFinder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
-DEFAULT_MAX_PIXELS = 640_000_000
-"""Largest slice (pixels per page) read without ``max_pixels`` being raised:
-room for 25000 x 25000, far below what a tiny compressed 'decompression bomb'
+DEFAULT_MAX_PIXELS = 1 << 30
+"""Largest section (pixels per page) accepted without ``max_pixels`` being raised:
+room for 32768 x 32768, far below what a tiny compressed 'decompression bomb'
 would claim to be."""
+WHOLE_DECODE_BYTES = 1 << 29
+"""Largest page decoded in one piece (512 MiB of pixels): PNG, JPEG, and TIFFs
+whose compression leaves no smaller unit. Bigger ones are refused with advice,
+as decoding them would break the memory bound of block-wise processing."""
+BAND_ROWS = 1024
+"""Rows per read when a whole page streams through (the normalisation pass)."""
 
 _SUPPORTED_KINDS = "biuf"
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -34,7 +46,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 @dataclass
 class Slices:
-    """Sections of one input file: ``pages`` is (n, height, width), file dtype."""
+    """Sections of one input file held whole: ``pages`` is (n, height, width), file dtype."""
 
     path: Path
     pages: np.ndarray
@@ -42,58 +54,85 @@ class Slices:
     notes: list[str] = field(default_factory=list)
 
 
-def read_slices(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Slices:
-    """Read a PNG, JPEG or TIFF (8/16-bit, float, any byte order, multi-page)."""
+class Section:
+    """The pages of one input file, each ``height`` x ``width``, readable by region."""
+
+    def __init__(self, path: Path, pages: int, height: int, width: int, dtype: np.dtype, notes: list[str]):
+        self.path = path
+        self.pages = pages
+        self.height = height
+        self.width = width
+        self.dtype = np.dtype(dtype)
+        self.notes = notes
+
+    @property
+    def is_stack(self) -> bool:
+        return self.pages > 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def read(self, page: int, region: Region) -> np.ndarray:
+        """The pixels of ``region`` of ``page`` (2-D, file dtype, native byte order)."""
+        raise NotImplementedError
+
+    def intensity_range(self, page: int, spec: Normalization) -> tuple[float, float]:
+        """``intensity.intensity_range`` of a whole page, streamed in bands of rows."""
+        finder = RangeFinder(self.dtype, self.height * self.width, spec)
+        for y in range(0, self.height, BAND_ROWS):
+            band = self.read(page, Region(y, 0, min(self.height, y + BAND_ROWS), self.width))
+            finder.add(y * self.width, band)
+        return finder.result()
+
+    def read_all(self) -> Slices:
+        """Every page in memory, for callers that want arrays (training, evaluation)."""
+        whole = Region(0, 0, self.height, self.width)
+        pages = np.stack([self.read(page, whole) for page in range(self.pages)])
+        return Slices(self.path, pages, self.is_stack, list(self.notes))
+
+    def close(self) -> None:
+        """Release the file (a no-op for sections held in memory)."""
+
+    def __enter__(self) -> "Section":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ArraySection(Section):
+    """A section decoded whole: (pages, height, width) in memory."""
+
+    def __init__(self, path: Path, pages: np.ndarray, notes: list[str] | None = None):
+        super().__init__(path, pages.shape[0], pages.shape[1], pages.shape[2], pages.dtype, notes or [])
+        self.data = pages
+
+    def read(self, page: int, region: Region) -> np.ndarray:
+        return self.data[page][region.slices]
+
+
+def open_section(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Section:
+    """Open a PNG, JPEG or TIFF (8/16-bit, float, any byte order, multi-page)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
     if path.is_dir():
         raise InputError(path, "is a directory, not an image")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return _read_tiff(path, max_pixels)
-    return _read_pillow(path, max_pixels)
+        from .tiff import open_tiff
+
+        return open_tiff(path, max_pixels)
+    return _open_pillow(path, max_pixels)
 
 
-def _read_tiff(path: Path, max_pixels: int) -> Slices:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise InputError(path, "not a readable TIFF (no image data in it)")
-            series = tif.series[0]
-            axes, shape = series.axes, series.shape
-            if 0 in shape:
-                raise InputError(path, f"image is empty (shape {shape})")
-            _check_size(path, _plane_shape(path, axes, shape), max_pixels)
-            data = series.asarray()
-    except InputError:
-        raise
-    except tifffile.TiffFileError as exc:
-        raise InputError(path, f"not a readable TIFF ({exc})") from None
-    except (ValueError, OSError, EOFError, IndexError, KeyError) as exc:
-        raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
-    notes: list[str] = []
-    kept = [(a, n) for a, n in zip(axes, shape) if n != 1 or a in "YX"]
-    data = data.reshape([n for _, n in kept])
-    kept_axes = "".join(a for a, _ in kept)
-    if kept_axes.endswith("S"):
-        data = _to_gray(path, data, notes)
-        kept_axes = kept_axes[:-1]
-    if kept_axes == "YX":
-        data = data[np.newaxis]
-    elif len(kept_axes) != 3 or not kept_axes.endswith("YX"):
-        raise InputError(path, f"unsupported TIFF layout (axes {axes}, shape {shape}); expected one section per page")
-    return Slices(path, _check_dtype(path, data), is_stack=data.shape[0] > 1, notes=notes)
+def read_slices(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Slices:
+    """Read every page of a PNG, JPEG or TIFF into memory."""
+    with open_section(path, max_pixels) as section:
+        return section.read_all()
 
 
-def _plane_shape(path: Path, axes: str, shape: tuple[int, ...]) -> tuple[int, int]:
-    if "Y" not in axes or "X" not in axes:
-        raise InputError(path, f"unsupported TIFF layout (axes {axes})")
-    return shape[axes.index("Y")], shape[axes.index("X")]
-
-
-def _read_pillow(path: Path, max_pixels: int) -> Slices:
+def _open_pillow(path: Path, max_pixels: int) -> ArraySection:
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -104,7 +143,8 @@ def _read_pillow(path: Path, max_pixels: int) -> Slices:
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
         with im:
-            _check_size(path, (im.height, im.width), max_pixels)
+            check_size(path, (im.height, im.width), max_pixels)
+            check_whole_decode(path, im.height * im.width * max(1, len(im.getbands())), im.format or "image")
             im.load()
             data = _pillow_array(path, im, notes)
     except InputError:
@@ -113,7 +153,7 @@ def _read_pillow(path: Path, max_pixels: int) -> Slices:
         raise InputError(path, "not an image emseg-lite can read (PNG, JPEG or TIFF)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"truncated or corrupt image ({exc})") from None
-    return Slices(path, _check_dtype(path, data)[np.newaxis], is_stack=False, notes=notes)
+    return ArraySection(path, check_dtype(path, data)[np.newaxis], notes)
 
 
 def _pillow_array(path: Path, im: Image.Image, notes: list[str]) -> np.ndarray:
@@ -122,28 +162,32 @@ def _pillow_array(path: Path, im: Image.Image, notes: list[str]) -> np.ndarray:
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGB", "RGBA", "LA"):
-        return _to_gray(path, np.asarray(im), notes)
+        return to_gray(path, np.asarray(im), notes)
     if im.mode in ("L", "I", "F") or im.mode.startswith("I;16"):
         return np.asarray(im)
     raise InputError(path, f"unsupported image mode {im.mode}")
 
 
-def _to_gray(path: Path, data: np.ndarray, notes: list[str]) -> np.ndarray:
-    """RGB(A) -> gray with ITU-R 601 luma; a gray+alpha image keeps its gray."""
+def to_gray(path: Path, data: np.ndarray, notes: list[str] | None) -> np.ndarray:
+    """RGB(A) (last axis) -> gray with ITU-R 601 luma; a gray+alpha image keeps its gray.
+
+    ``notes`` collects what was done (None: already noted, for later regions)."""
     channels = data.shape[-1]
     if channels == 2:
-        notes.append("gray+alpha: alpha ignored")
+        if notes is not None:
+            notes.append("gray+alpha: alpha ignored")
         return data[..., 0]
     if channels not in (3, 4):
         raise InputError(path, f"unsupported number of channels ({channels}); expected gray, RGB or RGBA")
-    notes.append("RGB converted to gray" + (" (alpha ignored)" if channels == 4 else ""))
+    if notes is not None:
+        notes.append("RGB converted to gray" + (" (alpha ignored)" if channels == 4 else ""))
     gray = data[..., :3].astype(np.float32) @ _LUMA
     if data.dtype.kind in "ui":
         return np.round(gray).astype(data.dtype)
     return gray
 
 
-def _check_size(path: Path, plane: tuple[int, int], max_pixels: int) -> None:
+def check_size(path: Path, plane: tuple[int, int], max_pixels: int) -> None:
     height, width = plane
     if height == 0 or width == 0:
         raise InputError(path, f"image is empty ({width} x {height} pixels)")
@@ -155,50 +199,20 @@ def _check_size(path: Path, plane: tuple[int, int], max_pixels: int) -> None:
         )
 
 
-def _check_dtype(path: Path, data: np.ndarray) -> np.ndarray:
+def check_whole_decode(path: Path, nbytes: int, kind: str) -> None:
+    """Refuse to decode more than ``WHOLE_DECODE_BYTES`` in one piece."""
+    if nbytes > WHOLE_DECODE_BYTES:
+        raise InputError(
+            path,
+            f"{kind} can only be decoded whole, which needs {nbytes / 2**20:,.0f} MiB at once (limit "
+            f"{WHOLE_DECODE_BYTES / 2**20:,.0f} MiB); save it as a tiled or striped TIFF to segment it block by block",
+        )
+
+
+def check_dtype(path: Path, data: np.ndarray) -> np.ndarray:
     if data.dtype.kind not in _SUPPORTED_KINDS:
         raise InputError(path, f"unsupported pixel type {data.dtype}; expected integer or float gray values")
     if data.dtype.kind == "b":
         return data.astype(np.uint8) * np.uint8(255)
     return data
 
-
-def write_mask(path: Path, mask: np.ndarray, as_stack: bool) -> None:
-    """Write a (pages, h, w) uint8 mask: PNG for one section, ImageJ TIFF stack otherwise."""
-    if as_stack:
-        _write_tiff(path, mask)
-    else:
-        _write_png(path, mask[0])
-
-
-def write_probabilities(path: Path, probabilities: np.ndarray) -> None:
-    """Write (pages, h, w) float32 membrane probabilities in [0, 1] as a float TIFF."""
-    _write_tiff(path, probabilities.astype(np.float32, copy=False))
-
-
-def write_overlay(path: Path, gray01: np.ndarray, membrane: np.ndarray, as_stack: bool) -> None:
-    """Write the slice (float [0, 1]) with membrane pixels drawn in magenta, for a quick look."""
-    rgb = np.repeat((gray01 * 255).astype(np.uint8)[..., np.newaxis], 3, axis=-1)
-    rgb[membrane] = (255, 0, 255)
-    if as_stack:
-        _write_tiff(path, rgb, rgb=True)
-    else:
-        _write_png(path, rgb[0])
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    try:
-        with atomic_output(path) as tmp:
-            Image.fromarray(image).save(tmp, format="PNG")
-    except OSError as exc:
-        raise OutputError(path, f"cannot write ({exc.strerror or exc})") from None
-
-
-def _write_tiff(path: Path, pages: np.ndarray, rgb: bool = False) -> None:
-    import tifffile
-
-    try:
-        with atomic_output(path) as tmp:
-            tifffile.imwrite(tmp, pages, imagej=True, metadata={"axes": "ZYXS" if rgb else "ZYX"})
-    except OSError as exc:
-        raise OutputError(path, f"cannot write ({exc.strerror or exc})") from None

@@ -24,6 +24,7 @@ from .errors import ModelError
 from .intensity import intensity_range, normalize
 from .interpreter import TFLiteNet
 from .postprocess import membrane_mask
+from .blocks import Region
 from .tiling import TileGrid, gather
 
 log = logging.getLogger(__name__)
@@ -77,18 +78,31 @@ class Segmenter:
         """
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
-        encode = self._encoder(image.dtype, *intensity_range(image, self.card.normalization))
         height, width = image.shape
-        result = np.empty((height, width), dtype=np.float32)
-        total = self.grid.count(height, width)
-        for done, tile in enumerate(self.grid.tiles(height, width), start=1):
-            raw = self.net.invoke(encode(gather(image, tile)))
+        encode = self.encoder(image.dtype, *intensity_range(image, self.card.normalization))
+        return self.window_probabilities(image, (0, 0), height, width, Region(0, 0, height, width), encode, on_tile)
+
+    def window_probabilities(self, pixels: np.ndarray, origin: tuple[int, int], height: int, width: int,
+                             region: Region, encode: Callable[[np.ndarray], np.ndarray],
+                             on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Membrane probability of ``region`` of a ``height`` x ``width`` slice.
+
+        ``pixels`` hold the slice from ``origin`` on and cover at least what the
+        tiles reach (``self.grid.reach``); ``encode`` maps raw pixels to network
+        input with the whole slice's normalisation (``encoder``). The result is
+        bit-identical to the same pixels of a whole-slice pass when the region's
+        origin is a multiple of the card's ``align``.
+        """
+        result = np.empty(region.shape, dtype=np.float32)
+        tiles = list(self.grid.tiles(height, width, region))
+        for done, tile in enumerate(tiles, start=1):
+            raw = self.net.invoke(encode(gather(pixels, tile, origin)))
             result[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = self.net.decode(self.grid.crop(raw, tile))
             if on_tile:
-                on_tile(done, total)
+                on_tile(done, len(tiles))
         return result
 
-    def _encoder(self, dtype: np.dtype, low: float, high: float) -> Callable[[np.ndarray], np.ndarray]:
+    def encoder(self, dtype: np.dtype, low: float, high: float) -> Callable[[np.ndarray], np.ndarray]:
         """Raw pixels -> network input: normalised, then quantised for int8 models.
 
         8- and 16-bit slices -- what microscopes write -- go through a table of
@@ -100,6 +114,17 @@ class Segmenter:
             table = self.net.encode(normalize(np.arange(np.iinfo(dtype).max + 1, dtype=dtype), low, high))
             return table.__getitem__
         return lambda pixels: self.net.encode(normalize(pixels, low, high))
+
+    def use_tile(self, tile: int) -> None:
+        """Run on ``tile`` x ``tile`` inputs from now on (same halo): results do not change."""
+        if tile == self.grid.tile:
+            return
+        grid = TileGrid(tile, self.grid.halo, self.grid.align)
+        try:
+            self.net.resize(tile)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(self.net.path, f"cannot run this model on {tile} x {tile} tiles ({exc})") from None
+        self.grid = grid
 
     def postprocessing(self, method: str | None = None, threshold: float | None = None) -> PostProcessing:
         """The card's post-processing with optional overrides of method and threshold."""
@@ -119,6 +144,20 @@ class Segmenter:
         polarity = self.card.mask
         return np.where(membrane, np.uint8(polarity.membrane_value), np.uint8(polarity.cell_value))
 
-    def segment(self, image: np.ndarray, post: PostProcessing | None = None) -> np.ndarray:
-        """uint8 membrane mask of a 2-D slice in the card's polarity (ISBI: 0 = membrane)."""
-        return self.to_mask(self.membrane(self.probabilities(image), post))
+    def segment(self, image: np.ndarray, post: PostProcessing | None = None, block: int | None = None) -> np.ndarray:
+        """uint8 membrane mask of a 2-D slice in the card's polarity (ISBI: 0 = membrane).
+
+        Block by block (``blockwise``), exactly as ``emseg-lite segment``: sections up
+        to 4096 x 4096 px in one piece, bigger ones in ``block``-pixel blocks.
+        """
+        from .blockwise import finish_block, infer_block, prepare_page
+        from .io import ArraySection
+
+        if image.ndim != 2 or image.size == 0:
+            raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
+        post = post or self.card.postprocessing
+        page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, post, block)
+        membrane = np.empty(image.shape, dtype=bool)
+        for part in page.blocks:
+            membrane[part.core.slices] = finish_block(infer_block(self, page, part), post).membrane
+        return self.to_mask(membrane)

@@ -9,7 +9,9 @@ down-sampling (so pooling grids line up), the stitched result equals one pass of
 the network over the whole padded picture -- which is what the tests check.
 
 The padded picture is never built: each tile's pixels are gathered through
-reflected indices, so memory is a few tiles however large the slice.
+reflected indices. Tiles can cover just a region of the slice (a block's
+window, see ``blocks``), gathering from an array that holds only the pixels
+they ``reach``; so memory is a block, however large the slice.
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from typing import Iterator
 
 import numpy as np
 
+from .blocks import Region
+
 
 @dataclass(frozen=True)
 class Tile:
-    """One network input window and where its central output goes in the slice."""
+    """One network input window (``rows`` x ``cols``, slice indices) and where its
+    central output goes: ``y``, ``x`` relative to the region being tiled."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -57,12 +62,29 @@ class TileGrid:
     def count(self, height: int, width: int) -> int:
         return math.ceil(height / self.core) * math.ceil(width / self.core)
 
-    def tiles(self, height: int, width: int) -> Iterator[Tile]:
-        for y in range(0, height, self.core):
+    def tiles(self, height: int, width: int, region: Region | None = None) -> Iterator[Tile]:
+        """Tiles covering ``region`` (default: all) of a ``height`` x ``width`` slice.
+
+        The region's origin must be a multiple of ``align`` for the result to
+        equal a whole-slice pass (``blocks`` plans windows that way).
+        """
+        region = region or Region(0, 0, height, width)
+        for y in range(region.y0, region.y1, self.core):
             rows = reflect_indices(y - self.halo, self.tile, height)
-            for x in range(0, width, self.core):
+            for x in range(region.x0, region.x1, self.core):
                 cols = reflect_indices(x - self.halo, self.tile, width)
-                yield Tile(rows, cols, y, x, min(self.core, height - y), min(self.core, width - x))
+                yield Tile(rows, cols, y - region.y0, x - region.x0,
+                           min(self.core, region.y1 - y), min(self.core, region.x1 - x))
+
+    def reach(self, height: int, width: int, region: Region) -> Region:
+        """The pixels of the slice that the tiles of ``region`` read (a box)."""
+        last_y = region.y0 + (region.height - 1) // self.core * self.core
+        last_x = region.x0 + (region.width - 1) // self.core * self.core
+        rows = np.concatenate([reflect_indices(region.y0 - self.halo, self.tile, height),
+                               reflect_indices(last_y - self.halo, self.tile, height)])
+        cols = np.concatenate([reflect_indices(region.x0 - self.halo, self.tile, width),
+                               reflect_indices(last_x - self.halo, self.tile, width)])
+        return Region(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
     def crop(self, output: np.ndarray, tile: Tile) -> np.ndarray:
         """The part of a tile's network output that belongs to the slice."""
@@ -80,6 +102,7 @@ def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
     return np.where(index >= size, period - index, index).astype(np.intp)
 
 
-def gather(image: np.ndarray, tile: Tile) -> np.ndarray:
-    """Copy one tile's input window out of a 2-D slice."""
-    return image[np.ix_(tile.rows, tile.cols)]
+def gather(pixels: np.ndarray, tile: Tile, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Copy one tile's input window out of ``pixels``, which hold the slice from row,
+    column ``origin`` on (the whole slice by default)."""
+    return pixels[np.ix_(tile.rows - origin[0], tile.cols - origin[1])]

@@ -266,3 +266,51 @@ def test_segmenting_never_imports_tensorflow(test_slice, tmp_path):
             "print('TF', [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')], mask.shape)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "TF [] (512, 512)" in result.stdout, result.stderr[-500:]
+
+
+@pytest.fixture(scope="module")
+def mosaic_tiff(data_root, tmp_path_factory):
+    """A 4096 x 4096 section of real vnc-stack2 sections (each in four orientations), tiled and deflated."""
+    pages = [tifffile.imread(data_root / "vnc-stack2" / f"0{i}.tif") for i in range(4)]
+    mosaic = np.block([[np.rot90(pages[(r + c) % 4], k=r) for c in range(4)] for r in range(4)])
+    path = tmp_path_factory.mktemp("big") / "mosaic.tif"
+    tifffile.imwrite(path, mosaic, tile=(256, 256), compression="zlib")
+    return path, mosaic
+
+
+def test_big_section_block_by_block_equals_the_python_api(mosaic_tiff, tmp_path):
+    from emseg_lite.runtime import Segmenter
+
+    path, mosaic = mosaic_tiff
+    before = sha(path)
+    result = run("segment", path, "-o", tmp_path, "--block", "1008", "--probabilities")
+    assert result.returncode == 0, result.stderr
+    assert "segmenting" in result.stderr  # progress for long sections
+    mask = np.array(Image.open(tmp_path / "mosaic_mask.png"))
+    segmenter = Segmenter.load()
+    np.testing.assert_array_equal(mask, segmenter.segment(mosaic, block=1008))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "mosaic_prob.tif"), segmenter.probabilities(mosaic))
+    assert sha(path) == before
+
+
+def test_section_too_big_for_png_becomes_a_tiled_tiff(mosaic_tiff, tmp_path):
+    from emseg_lite.runtime import Segmenter, sinks
+    from emseg_lite.runtime.blocks import Region
+    from emseg_lite.runtime.intensity import intensity_range
+
+    path, mosaic = mosaic_tiff
+    section = np.pad(np.block([[mosaic, mosaic.T], [mosaic[::-1], mosaic[:, ::-1]]]), ((0, 256), (0, 128)), "reflect")
+    assert sinks.layout(1, *section.shape) == "tiled"
+    big = tmp_path / "big.tif"
+    tifffile.imwrite(big, section)
+    result = run("segment", big, "-o", tmp_path / "out", "--post", "none", "-q")
+    assert result.returncode == 0, result.stderr
+    with tifffile.TiffFile(tmp_path / "out" / "big_mask.tif") as tif:
+        assert tif.pages[0].is_tiled and tif.pages[0].shape == section.shape
+        mask = tif.asarray()
+    segmenter = Segmenter.load()
+    corner = Region(section.shape[0] - 1536, section.shape[1] - 1536, *section.shape)
+    encode = segmenter.encoder(section.dtype, *intensity_range(section, segmenter.card.normalization))
+    probability = segmenter.window_probabilities(section, (0, 0), *section.shape, corner, encode)
+    expected = segmenter.to_mask(probability > segmenter.card.postprocessing.threshold)
+    np.testing.assert_array_equal(mask[corner.slices], expected)

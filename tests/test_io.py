@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from emseg_lite.runtime import io
-from emseg_lite.runtime.errors import InputError, OutputError
+from emseg_lite.runtime.errors import InputError
 
 
 def test_reads_real_isbi_png(test_slice):
@@ -105,24 +105,3 @@ def test_pixel_limit_can_be_raised(test_slice):
     with pytest.raises(InputError, match="--max-pixels"):
         io.read_slices(test_slice, max_pixels=512 * 511)
     assert io.read_slices(test_slice, max_pixels=512 * 512).pages.shape == (1, 512, 512)
-
-
-def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
-    def explode(self, fp, *args, **kwargs):
-        with open(fp, "wb") as fh:
-            fh.write(b"partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Image.Image, "save", explode)
-    with pytest.raises(OutputError, match="No space left"):
-        io.write_mask(tmp_path / "m.png", np.zeros((1, 4, 4), np.uint8), as_stack=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_stack_masks_round_trip(tmp_path):
-    mask = np.zeros((3, 5, 6), np.uint8)
-    mask[1] = 255
-    io.write_mask(tmp_path / "m.tif", mask, as_stack=True)
-    slices = io.read_slices(tmp_path / "m.tif")
-    assert slices.is_stack
-    np.testing.assert_array_equal(slices.pages, mask)

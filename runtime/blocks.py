@@ -1,0 +1,122 @@
+"""Where a section is cut into blocks: the geometry of the block-wise core.
+
+A section of any size is processed block by block so that memory is bounded by
+a block, not by the section. Each block *writes* its ``core`` and *computes*
+over its ``window``: the core grown by the post-processing ``context`` (clipped
+to the section). The network's own context (the card's halo) is added by the
+tiling on top of the window; the probabilities of a window are therefore
+bit-identical to those of a whole-section pass. The watershed is not strictly
+local: a region's flooding can be decided by seeds beyond any finite context.
+Measured on a 2 x 2 mosaic of vnc-stack2 sections (2048 x 2048 px, blocks of
+333 and 1000 px): the masks equal the whole-section watershed on 99.82 % of
+pixels with no context, 99.995 % with 32 px, 99.9983 % with 48-96 px, and on
+every pixel with 128 px; ``WATERSHED_CONTEXT`` is 32 px, since each pixel of
+context costs network time over the window's margin (see README, big sections).
+
+Window origins are multiples of the network's down-sampling (``align``), so
+the tiles of every window sit on the same pooling grid as a whole-section pass.
+Small sections are one block with no context: one code path, the same answer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+WATERSHED_CONTEXT = 32
+"""Post-processing context in pixels on each side of a block's core (watershed only)."""
+SINGLE_BLOCK_PIXELS = 4096 * 4096
+"""Sections up to this size are one block: no context needed, identical to one pass."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A half-open box of pixels: rows ``y0:y1``, columns ``x0:x1``."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def within(self, outer: "Region") -> tuple[slice, slice]:
+        """This region's slices in an array that holds ``outer``."""
+        return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)
+
+    def grown(self, margin: int, height: int, width: int) -> "Region":
+        """Grown by ``margin`` on every side, clipped to a ``height`` x ``width`` section."""
+        return Region(max(0, self.y0 - margin), max(0, self.x0 - margin),
+                      min(height, self.y1 + margin), min(width, self.x1 + margin))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work: compute over ``window``, keep and write ``core``."""
+
+    row: int
+    col: int
+    core: Region
+    window: Region
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Blocks of ``size`` x ``size`` core pixels with ``context`` pixels around each."""
+
+    size: int
+    context: int
+    align: int
+
+    def __post_init__(self):
+        if self.size <= 0 or self.size % self.align or self.context % self.align:
+            raise ValueError(f"block {self.size} and context {self.context} must be multiples of {self.align} "
+                             "(the network's down-sampling), the block positive")
+
+    def shape(self, height: int, width: int) -> tuple[int, int]:
+        """Blocks per column and per row."""
+        return math.ceil(height / self.size), math.ceil(width / self.size)
+
+    def count(self, height: int, width: int) -> int:
+        rows, cols = self.shape(height, width)
+        return rows * cols
+
+    def blocks(self, height: int, width: int) -> list[Block]:
+        """Every block of a section in raster order (the order the outputs are written in)."""
+        rows, cols = self.shape(height, width)
+        blocks = []
+        for row in range(rows):
+            for col in range(cols):
+                y, x = row * self.size, col * self.size
+                core = Region(y, x, min(height, y + self.size), min(width, x + self.size))
+                blocks.append(Block(row, col, core, core.grown(self.context, height, width)))
+        return blocks
+
+
+def plan_section(height: int, width: int, align: int, watershed: bool, block: int | None = None,
+                 tile_core: int = 1024) -> BlockPlan:
+    """The plan for one section: one block when it is small, else blocks whose
+    window (core + context) is a whole number of ``tile_core``-pixel tiles wide."""
+    context = WATERSHED_CONTEXT if watershed else 0
+    if block is None:
+        if height * width <= SINGLE_BLOCK_PIXELS:
+            return BlockPlan(_round_up(max(height, width), align), 0, align)
+        block = 3 * tile_core - 2 * context
+    return BlockPlan(_round_up(block, align), context, align)
+
+
+def _round_up(value: int, step: int) -> int:
+    return max(step, -(-value // step) * step)

@@ -1,0 +1,110 @@
+"""The block-wise core: read a block's window with its context, compute, keep its core.
+
+Everything that segments -- ``Segmenter.segment``, ``emseg-lite segment`` (via
+``batch``), and the volume and watch commands -- goes through these functions,
+so there is one tiler, one post-processing and one answer however a section
+arrives. Per page, ``prepare_page`` streams the page once for its intensity
+range (percentiles of the whole section, as in a single pass); per block,
+``infer_block`` reads the pixels the tiles reach and runs the network over the
+block's window, and ``finish_block`` post-processes the window and crops the
+core. The two steps are separate so that callers can run them in different
+threads: inference holds the interpreter, post-processing runs in C without
+the GIL beside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from .blocks import Block, BlockPlan, plan_section
+from .card import PostProcessing
+from .intensity import normalize
+from .io import Section
+from .postprocess import membrane_mask
+
+if TYPE_CHECKING:
+    from .segmenter import Segmenter
+
+LARGE_TILE_CORE = 1024
+"""Tile core for sections bigger than the card's tile: 1120-px tiles spend 16 % of
+their work on the halo against 41 % for the card's 608 (same results)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a section, ready for its blocks: its normalisation and plan."""
+
+    section: Section
+    index: int
+    low: float
+    high: float
+    encode: Callable[[np.ndarray], np.ndarray]
+    plan: BlockPlan
+
+    @property
+    def blocks(self) -> list[Block]:
+        return self.plan.blocks(self.section.height, self.section.width)
+
+
+@dataclass
+class Inferred:
+    """A block's probability window, waiting for post-processing."""
+
+    page: Page
+    block: Block
+    probability: np.ndarray
+    pixels: np.ndarray | None  # the core's raw pixels, when an overlay needs them
+
+
+@dataclass
+class Finished:
+    """What a block writes: its core's membrane map (True = membrane), and optionally
+    the core's probability and normalised gray levels."""
+
+    page: Page
+    block: Block
+    membrane: np.ndarray
+    probability: np.ndarray | None
+    gray: np.ndarray | None
+
+
+def tile_for(segmenter: "Segmenter", height: int, width: int) -> int:
+    """The tile to run a section on: the card's, or a larger one for larger sections."""
+    card_tile, halo, align = segmenter.card.tiling.tile, segmenter.grid.halo, segmenter.grid.align
+    if max(height, width) + 2 * halo <= card_tile:
+        return card_tile
+    return max(card_tile, min(LARGE_TILE_CORE, -(-max(height, width) // align) * align) + 2 * halo)
+
+
+def prepare_page(segmenter: "Segmenter", section: Section, index: int, post: PostProcessing,
+                 block: int | None = None) -> Page:
+    """Normalisation and block plan of one page (reads the page once, band by band)."""
+    low, high = section.intensity_range(index, segmenter.card.normalization)
+    plan = plan_section(section.height, section.width, segmenter.grid.align, post.method == "watershed", block,
+                        segmenter.grid.core)
+    return Page(section, index, low, high, segmenter.encoder(section.dtype, low, high), plan)
+
+
+def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: bool = False) -> Inferred:
+    """Read what the block's tiles reach and run the network over its window."""
+    section = page.section
+    reach = segmenter.grid.reach(section.height, section.width, block.window)
+    pixels = section.read(page.index, reach)
+    probability = segmenter.window_probabilities(pixels, (reach.y0, reach.x0), section.height, section.width,
+                                                 block.window, page.encode)
+    core_pixels = pixels[block.core.within(reach)].copy() if keep_pixels else None
+    return Inferred(page, block, probability, core_pixels)
+
+
+def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: bool = False) -> Finished:
+    """Post-process the window and keep the core (thread-safe: no interpreter involved)."""
+    block = inferred.block
+    core = block.core.within(block.window)
+    membrane = membrane_mask(inferred.probability, post)[core]
+    gray = None
+    if inferred.pixels is not None:
+        gray = normalize(inferred.pixels, inferred.page.low, inferred.page.high)
+    probability = inferred.probability[core] if keep_probability else None
+    return Finished(inferred.page, block, membrane, probability, gray)

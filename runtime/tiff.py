@@ -1,0 +1,215 @@
+"""TIFF sections read region by region: what lets a 30000 x 30000 section run in bounded memory.
+
+Three ways in, chosen per file from its structure (tifffile parses it):
+
+* contiguous, uncompressed data (ImageJ stacks, most microscope and tifffile
+  output): a region is copied out of a memory map of just its rows, opened and
+  closed per read, so neither the file nor the mapping stays resident;
+* strips or tiles (compressed or not): only the segments a region touches are
+  read and decoded; a small cache keeps them for the neighbouring blocks that
+  share them;
+* anything else (planar RGB, volumetric tiles, one compressed strip per page):
+  decoded whole, which ``io.check_whole_decode`` refuses beyond its limit.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from .blocks import Region
+from .errors import InputError
+from .io import ArraySection, Section, check_dtype, check_size, check_whole_decode, to_gray
+
+SEGMENT_CACHE_BYTES = 1 << 28
+"""Decoded strips/tiles kept for neighbouring blocks (256 MiB)."""
+
+
+def open_tiff(path: Path, max_pixels: int) -> Section:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except tifffile.TiffFileError as exc:
+        raise InputError(path, f"not a readable TIFF ({exc})") from None
+    except (ValueError, OSError, EOFError, IndexError, KeyError) as exc:
+        raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
+    try:
+        return _open(path, tif, max_pixels)
+    except InputError:
+        tif.close()
+        raise
+    except tifffile.TiffFileError as exc:
+        tif.close()
+        raise InputError(path, f"not a readable TIFF ({exc})") from None
+    except (ValueError, OSError, EOFError, IndexError, KeyError, NotImplementedError) as exc:
+        tif.close()
+        raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _open(path: Path, tif, max_pixels: int) -> Section:
+    if not tif.series:
+        raise InputError(path, "not a readable TIFF (no image data in it)")
+    series = tif.series[0]
+    axes, shape = series.axes, series.shape
+    if 0 in shape:
+        raise InputError(path, f"image is empty (shape {shape})")
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(path, f"unsupported TIFF layout (axes {axes})")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    check_size(path, (height, width), max_pixels)
+    kept = [(a, n) for a, n in zip(axes, shape) if n != 1 or a in "YX"]
+    samples = kept.pop()[1] if kept[-1][0] == "S" else 1
+    kept_axes = "".join(a for a, _ in kept)
+    if kept_axes != "YX" and (len(kept_axes) != 3 or not kept_axes.endswith("YX")):
+        raise InputError(path, f"unsupported TIFF layout (axes {axes}, shape {shape}); expected one section per page")
+    pages = kept[0][1] if len(kept) == 3 else 1
+    notes: list[str] = []
+    if samples > 1:
+        to_gray(path, np.zeros((1, samples), np.uint8), notes)  # checks the channel count, notes the conversion
+    dtype = check_dtype(path, np.zeros(0, series.dtype)).dtype
+
+    offset = series.dataoffset
+    if offset is not None:
+        file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        return _ContiguousSection(path, tif, offset, pages, height, width, samples, file_dtype, notes)
+    frames = list(series.pages)
+    keyframe = series.keyframe
+    if (len(frames) == pages and all(frame is not None for frame in frames) and keyframe.planarconfig == 1
+            and keyframe.imagedepth == 1 and keyframe.samplesperpixel == samples):
+        biggest = max(_segment_rows(keyframe, height) * (keyframe.tilewidth or width), 1) * samples * dtype.itemsize
+        check_whole_decode(path, biggest, "this TIFF's largest strip or tile")
+        return _SegmentedSection(path, tif, frames, keyframe, height, width, samples, dtype, notes)
+    check_whole_decode(path, pages * height * width * samples * dtype.itemsize, "this TIFF layout")
+    data = series.asarray()
+    tif.close()
+    data = data.reshape(pages, height, width, samples) if samples > 1 else data.reshape(pages, height, width)
+    if samples > 1:
+        data = to_gray(path, data, None)
+    return ArraySection(path, check_dtype(path, _native(data)), notes)
+
+
+def _segment_rows(keyframe, height: int) -> int:
+    return keyframe.tilelength if keyframe.is_tiled else min(keyframe.rowsperstrip, height)
+
+
+def _native(data: np.ndarray) -> np.ndarray:
+    return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
+
+
+class _TiffSection(Section):
+    def __init__(self, path, tif, pages, height, width, samples, dtype, notes):
+        super().__init__(path, pages, height, width, np.dtype(dtype).newbyteorder("="), notes)
+        self._tif = tif
+        self._samples = samples
+
+    def _finish(self, data: np.ndarray) -> np.ndarray:
+        data = _native(data)
+        if self._samples > 1:
+            data = to_gray(self.path, data, None)
+        return check_dtype(self.path, data)
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+class _ContiguousSection(_TiffSection):
+    """Uncompressed pages stored one after another: regions come from a memory map of their rows."""
+
+    def __init__(self, path, tif, offset, pages, height, width, samples, file_dtype, notes):
+        super().__init__(path, tif, pages, height, width, samples, file_dtype, notes)
+        self._offset = offset
+        self._file_dtype = np.dtype(file_dtype)
+        self._row_shape = (width, samples) if samples > 1 else (width,)
+        expected = offset + pages * height * width * samples * self._file_dtype.itemsize
+        if path.stat().st_size < expected:
+            raise InputError(path, f"truncated or corrupt TIFF (image data ends at byte {expected:,}, "
+                                   f"the file has {path.stat().st_size:,})")
+
+    def read(self, page: int, region: Region) -> np.ndarray:
+        row_bytes = self.width * self._samples * self._file_dtype.itemsize
+        start = self._offset + (page * self.height + region.y0) * row_bytes
+        rows = np.memmap(self.path, dtype=self._file_dtype, mode="r", offset=start,
+                         shape=(region.height, *self._row_shape))
+        try:
+            data = np.array(rows[:, region.x0 : region.x1])
+        finally:
+            del rows  # unmapped: what was read does not stay in this process's memory
+        return self._finish(data)
+
+
+class _SegmentedSection(_TiffSection):
+    """Pages in strips or tiles: a region decodes only the segments it touches."""
+
+    def __init__(self, path, tif, frames, keyframe, height, width, samples, dtype, notes):
+        super().__init__(path, tif, len(frames), height, width, samples, dtype, notes)
+        self._frames = frames
+        self._keyframe = keyframe
+        self._decode = keyframe.decode
+        self._tiled = bool(keyframe.is_tiled)
+        self._rows = _segment_rows(keyframe, height)
+        self._cols = keyframe.tilewidth if self._tiled else width
+        self._across = math.ceil(width / self._cols)
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
+
+    def read(self, page: int, region: Region) -> np.ndarray:
+        out = np.empty((region.height, region.width, self._samples), dtype=self._keyframe.dtype)
+        for row in range(region.y0 // self._rows, (region.y1 - 1) // self._rows + 1):
+            for col in range(region.x0 // self._cols, (region.x1 - 1) // self._cols + 1):
+                segment = self._segment(page, row * self._across + col)
+                box = Region(row * self._rows, col * self._cols,
+                             row * self._rows + segment.shape[0], col * self._cols + segment.shape[1])
+                inner = Region(max(box.y0, region.y0), max(box.x0, region.x0),
+                               min(box.y1, region.y1), min(box.x1, region.x1))
+                out[inner.within(region)] = segment[inner.within(box)]
+        return self._finish(out if self._samples > 1 else out[..., 0])
+
+    def _segment(self, page: int, index: int) -> np.ndarray:
+        key = (page, index)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        segment = self._load(page, index)
+        self._cache[key] = segment
+        self._cached_bytes += segment.nbytes
+        while self._cached_bytes > SEGMENT_CACHE_BYTES and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.nbytes
+        return segment
+
+    def _load(self, page: int, index: int) -> np.ndarray:
+        """Read and decode one strip/tile as (rows, cols, samples), zeros where the file has none."""
+        frame = self._frames[page]
+        offset, count = int(frame.dataoffsets[index]), int(frame.databytecounts[index])
+        fh = self._tif.filehandle
+        where = f"section {page}, {'tile' if self._tiled else 'strip'} {index}"
+        try:
+            data = None
+            if offset and count:
+                with fh.lock:
+                    fh.seek(offset)
+                    data = fh.read(count)
+                if len(data) != count:
+                    raise InputError(self.path, f"truncated TIFF ({where} ends past the end of the file)")
+            kwargs = {"_fullsize": self._tiled}
+            if self._keyframe.compression in (6, 7, 34892, 33007):
+                kwargs.update(jpegtables=frame.jpegtables, jpegheader=self._keyframe.jpegheader)
+            segment, _, shape = self._decode(data, index, **kwargs)
+        except InputError:
+            raise
+        except Exception as exc:  # codecs raise their own types; any failure here is this file's
+            raise InputError(self.path, f"cannot decode {where} ({_reason(exc)})") from None
+        rows, cols, samples = shape[-3], shape[-2], shape[-1]
+        if segment is None:
+            return np.zeros((rows, cols, samples), self._keyframe.dtype)
+        return np.asarray(segment).reshape(rows, cols, samples)
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "imagecodecs" in text:
+        return f"its compression needs the 'imagecodecs' package: pip install imagecodecs; {text}"
+    return text
