@@ -15,6 +15,7 @@ import ctypes
 import functools
 import importlib.util
 import logging
+import threading
 
 import numpy as np
 
@@ -44,10 +45,12 @@ def library() -> ctypes.CDLL | None:
         return None
     lib.emseg_gaussian.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _i64]
     lib.emseg_gaussian.restype = ctypes.c_int
-    lib.emseg_label.argtypes = [_ptr, _ptr, _i64, _i64]
+    lib.emseg_label.argtypes = [_ptr, _ptr, _i64, _i64, _ptr]
     lib.emseg_label.restype = _i64
-    lib.emseg_flood.argtypes = [_ptr, _ptr, ctypes.c_float, _i64, _i64]
-    lib.emseg_flood.restype = ctypes.c_int
+    lib.emseg_flood_levels.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr]
+    lib.emseg_flood_levels.restype = None
+    lib.emseg_flood_scratch.argtypes = [_i64, _i64]
+    lib.emseg_flood_scratch.restype = _i64
     lib.emseg_label_borders.argtypes = [_ptr, _ptr, _i64, _i64]
     lib.emseg_label_borders.restype = None
     return lib
@@ -59,6 +62,18 @@ def available() -> bool:
 
 def _address(array: np.ndarray) -> int:
     return array.ctypes.data
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """Working memory for one call, kept per thread and reused: a fresh allocation of
+    this size would cost more in page faults than the kernels take to run."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = _SCRATCH.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer
 
 
 def _checked(status: int, what: str) -> None:
@@ -90,13 +105,18 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     source = np.ascontiguousarray(mask, dtype=bool)
     height, width = _shape(source)
     labels = np.empty(source.shape, dtype=np.int32)
-    count = library().emseg_label(_address(source), _address(labels), height, width)
-    _checked(count, "labelling")
+    parent = _scratch(4 * (height * ((width + 1) // 2) + 1))
+    count = library().emseg_label(_address(source), _address(labels), height, width, _address(parent))
     return labels, int(count)
 
 
 def flood(labels: np.ndarray, relief: np.ndarray | None = None, level: float = np.inf) -> None:
     """As ``regions.flood``: in place."""
+    flood_levels(labels, relief, [level])
+
+
+def flood_levels(labels: np.ndarray, relief: np.ndarray | None, levels) -> None:
+    """As ``regions.flood_levels``: in place."""
     height, width = _shape(labels)
     if labels.dtype != np.int32 or not labels.flags.c_contiguous:
         raise ValueError("flood needs a C-contiguous int32 label image")
@@ -104,8 +124,12 @@ def flood(labels: np.ndarray, relief: np.ndarray | None = None, level: float = n
         relief = np.ascontiguousarray(relief, dtype=np.float32)
         if relief.shape != labels.shape:
             raise ValueError(f"relief {relief.shape} and labels {labels.shape} differ in shape")
-    _checked(library().emseg_flood(_address(labels), None if relief is None else _address(relief),
-                                   np.float32(level), height, width), "flooding")
+    elif np.isfinite(levels).any():
+        raise ValueError("flooding to a finite level needs a relief")
+    levels = np.ascontiguousarray(levels, dtype=np.float32)
+    lib = library()
+    lib.emseg_flood_levels(_address(labels), None if relief is None else _address(relief), _address(levels),
+                           levels.size, height, width, _address(_scratch(lib.emseg_flood_scratch(height, width))))
 
 
 def fill_nearest(labels: np.ndarray) -> np.ndarray:

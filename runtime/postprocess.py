@@ -50,20 +50,46 @@ def membrane_mask(probability: np.ndarray, params: PostProcessing) -> np.ndarray
     raise ValueError(f"unknown post-processing {params.method!r}; choose from {', '.join(METHODS)}")
 
 
+def membrane_and_regions(probability: np.ndarray, params: PostProcessing,
+                         ops: ModuleType | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The membrane map of ``membrane_mask`` and int32 regions: the watershed's
+    (which cover every pixel, membranes included), else the 4-connected
+    components of the cell pixels (membrane 0)."""
+    ops = ops or region_ops()
+    if params.method == "watershed":
+        labels = watershed_labels(probability, params, ops)
+        if labels.any():
+            return ops.label_borders(labels), labels
+        membrane = probability > params.threshold
+    else:
+        membrane = membrane_mask(probability, params)
+    return membrane, ops.label(~membrane)[0]
+
+
 def watershed_boundaries(probability: np.ndarray, params: PostProcessing, ops: ModuleType | None = None) -> np.ndarray:
     """Closed 1-pixel membranes between regions flooded from cell seeds (``ops``: the
     region operations to use, by default ``region_ops()``)."""
+    ops = ops or region_ops()
+    labels = watershed_labels(probability, params, ops)
+    if not labels.any():
+        return probability > params.threshold
+    return ops.label_borders(labels)
+
+
+def watershed_labels(probability: np.ndarray, params: PostProcessing, ops: ModuleType | None = None) -> np.ndarray:
+    """int32 regions flooded from cell seeds, covering every pixel (all 0 when there is no seed).
+
+    Regions are numbered 1..n in the raster order of their seeds' first pixels.
+    """
     ops = ops or region_ops()
     relief = np.asarray(probability, dtype=np.float32)
     if params.smoothing_sigma > 0:
         relief = ops.gaussian_blur(relief, params.smoothing_sigma)
     labels = seeds(relief, params.seed_threshold, params.min_seed_area, ops)
-    if not labels.any():
-        return probability > params.threshold
-    for level in np.linspace(0.0, 1.0, params.levels, endpoint=False)[1:]:
-        ops.flood(labels, relief, level)
-    ops.flood(labels)
-    return ops.label_borders(labels)
+    if labels.any():
+        levels = [*np.linspace(0.0, 1.0, params.levels, endpoint=False)[1:], np.inf]
+        ops.flood_levels(labels, relief, levels)
+    return labels
 
 
 def seeds(relief: np.ndarray, threshold: float, min_area: int, ops: ModuleType = regions) -> np.ndarray:

@@ -115,6 +115,12 @@ def flood(labels: np.ndarray, relief: np.ndarray | None = None, level: float = n
     labels[grow] = nearest[grow]
 
 
+def flood_levels(labels: np.ndarray, relief: np.ndarray | None, levels) -> None:
+    """``flood`` at each level in turn (an infinite level: every unlabelled pixel)."""
+    for level in levels:
+        flood(labels, relief, level)
+
+
 def label_borders(labels: np.ndarray) -> np.ndarray:
     """Mark a pixel when its right or lower neighbour has another label.
 
