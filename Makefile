@@ -13,7 +13,7 @@ STAMP      := $(VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed test bench clean
+.PHONY: train export embed test bench bench-big clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json --out benchmarks/results
 	$(BIN)/python -m benchmarks.figure --out benchmarks/results
+
+bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end (~10 min): benchmarks/results/big_sections.*
+	mkdir -p benchmarks/results
+	EMSEG_BIG_SIDES=20000,30000 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
+		--benchmark-json=benchmarks/results/big_sections.json
+	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks emseg_lite.egg-info

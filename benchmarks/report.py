@@ -1,7 +1,9 @@
-"""``python -m benchmarks.report latest.json --out benchmarks/results``: markdown table and plot.
+"""``python -m benchmarks.report latest.json --out benchmarks/results``: markdown tables and plot.
 
-Reads a pytest-benchmark JSON file and writes ``latest.md`` (the table the README
-shows, with machine and date) and ``latency_vs_agreement.png``.
+Reads a pytest-benchmark JSON file and writes ``<name>.md`` (the tables the README
+shows, with machine and date: latency and agreement per variant, big sections
+end to end, block-wise agreement) and, when there are variants,
+``latency_vs_agreement.png``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def rows(report: dict) -> list[dict]:
             "v_rand_diff": info.get("v_rand_diff"), "v_rand": info.get("v_rand"),
             "gflops": flop / stats["median"] / 1e9 if flop else None,
             "peak": info.get("machine_gflops"), "ms_per_slice": info.get("ms_per_slice"),
-            "peak_rss_mb": info.get("peak_rss_mb"), "amx": info.get("amx"),
+            "peak_rss_mb": info.get("peak_rss_mb"), "amx": info.get("amx"), "info": info,
         })
     return out
 
@@ -40,6 +42,8 @@ def markdown(report: dict, table: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table:
+        if "side" in r["info"] or "block_agreement" in r["info"]:
+            continue
         agree = f"{100 * r['agreement']:.2f}" if r["agreement"] is not None else ""
         dice = f"{r['dice']:.4f}" if r["dice"] is not None else ""
         diff = f"{r['v_rand_diff']:+.4f}" if r["v_rand_diff"] is not None else ""
@@ -53,7 +57,41 @@ def markdown(report: dict, table: list[dict]) -> str:
         size = f"{r['size_kb']:.0f}" if r["size_kb"] else ""
         lines.append(f"| {r['name']}{extra} | {r['origin']} {r['variant']} | {r['threads']} | {r['median_ms']:.1f} | "
                      f"{size} | {agree} | {dice} | {diff} | {gflops} | {peak} |")
-    return "\n".join(lines) + "\n"
+    if lines[-1].startswith("|---"):
+        lines = lines[:2]
+    return "\n".join(lines + big_sections(table) + block_agreement(table)) + "\n"
+
+
+def big_sections(table: list[dict]) -> list[str]:
+    """`emseg-lite segment` on one big section: time, MP/s, peak memory, watershed / post none."""
+    big = [r for r in table if "side" in r["info"]]
+    if not big:
+        return []
+    lines = ["", "| section | post-processing | seconds | megapixels/s | peak RSS MB | time / post none |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in big:
+        info = r["info"]
+        ratio = f"{info['ratio_to_post_none']:.2f}" if "ratio_to_post_none" in info else ""
+        lines.append(f"| {info['side']} x {info['side']} | {r['variant'].split('post ')[-1]} | "
+                     f"{r['median_ms'] / 1000:.1f} | {info['megapixels_per_s']:.1f} | {info['peak_rss_mb']} | {ratio} |")
+    return lines
+
+
+def block_agreement(table: list[dict]) -> list[str]:
+    """Block-wise masks against a whole-section pass, by watershed context."""
+    rows_ = [r for r in table if "block_agreement" in r["info"]]
+    if not rows_:
+        return []
+    lines = ["", "| data (blocks) | context px | pixels equal to whole-section mask % | V_rand block-wise | "
+                 "V_rand whole | post-processing s |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows_:
+        info = r["info"]
+        data = "ISBI 25-29 (144 px)" if "v_rand_whole" in info else "vnc 4096² mosaic (1504 px)"
+        block_v = info.get("v_rand_blockwise", info.get("v_rand_vs_whole"))
+        whole_v = f"{info['v_rand_whole']:.4f}" if "v_rand_whole" in info else "1 (reference)"
+        lines.append(f"| {data} | {r['variant'].split('context ')[-1]} | {100 * info['block_agreement']:.4f} | "
+                     f"{block_v:.4f} | {whole_v} | {r['median_ms'] / 1000:.2f} |")
+    return lines
 
 
 def plot(table: list[dict], path: Path) -> None:
@@ -81,13 +119,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("json", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="latest", help="Base name of the markdown file.")
     args = parser.parse_args()
     report = json.loads(args.json.read_text())
     table = rows(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.md").write_text(markdown(report, table))
-    plot(table, args.out / "latency_vs_agreement.png")
-    print((args.out / "latest.md").read_text())
+    (args.out / f"{args.name}.md").write_text(markdown(report, table))
+    if any(r["agreement"] is not None for r in table):
+        plot(table, args.out / "latency_vs_agreement.png")
+    print((args.out / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -22,15 +22,10 @@ from .blocks import Block, BlockPlan, plan_section
 from .card import PostProcessing
 from .intensity import normalize
 from .io import Section
-from .postprocess import membrane_mask
+from .postprocess import membrane_and_regions, membrane_mask
 
 if TYPE_CHECKING:
     from .segmenter import Segmenter
-
-LARGE_TILE_CORE = 1024
-"""Tile core for sections bigger than the card's tile: 1120-px tiles spend 16 % of
-their work on the halo against 41 % for the card's 608 (same results)."""
-
 
 @dataclass(frozen=True)
 class Page:
@@ -61,50 +56,64 @@ class Inferred:
 @dataclass
 class Finished:
     """What a block writes: its core's membrane map (True = membrane), and optionally
-    the core's probability and normalised gray levels."""
+    the core's probability, normalised gray levels and regions (numbered within the
+    block's window)."""
 
     page: Page
     block: Block
     membrane: np.ndarray
     probability: np.ndarray | None
     gray: np.ndarray | None
+    regions: np.ndarray | None = None
 
 
-def tile_for(segmenter: "Segmenter", height: int, width: int) -> int:
-    """The tile to run a section on: the card's, or a larger one for larger sections."""
-    card_tile, halo, align = segmenter.card.tiling.tile, segmenter.grid.halo, segmenter.grid.align
-    if max(height, width) + 2 * halo <= card_tile:
-        return card_tile
-    return max(card_tile, min(LARGE_TILE_CORE, -(-max(height, width) // align) * align) + 2 * halo)
+def plan_for(segmenter: "Segmenter", height: int, width: int, post: PostProcessing,
+             block: int | None = None) -> BlockPlan:
+    """``blocks.plan_section`` with this model's down-sampling, halo and tile."""
+    card = segmenter.card
+    return plan_section(height, width, card.tiling.align, segmenter.grid.halo, card.tiling.tile,
+                        post.method == "watershed", block)
 
 
-def prepare_page(segmenter: "Segmenter", section: Section, index: int, post: PostProcessing,
-                 block: int | None = None) -> Page:
-    """Normalisation and block plan of one page (reads the page once, band by band)."""
-    low, high = section.intensity_range(index, segmenter.card.normalization)
-    plan = plan_section(section.height, section.width, segmenter.grid.align, post.method == "watershed", block,
-                        segmenter.grid.core)
+def prepare_page(segmenter: "Segmenter", section: Section, index: int, plan: BlockPlan) -> Page:
+    """Normalisation of one page (reads the page once, band by band), ready for its blocks."""
+    return start_page(segmenter, section, index, *section.intensity_range(index, segmenter.card.normalization), plan)
+
+
+def start_page(segmenter: "Segmenter", section: Section, index: int, low: float, high: float,
+               plan: BlockPlan) -> Page:
+    """A page whose intensity range is known (``infer_block`` switches to the plan's tile)."""
     return Page(section, index, low, high, segmenter.encoder(section.dtype, low, high), plan)
 
 
 def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: bool = False) -> Inferred:
-    """Read what the block's tiles reach and run the network over its window."""
+    """Read what the block's tiles reach and run the network over its window, on the
+    plan's tile. Several threads may read one section (each with its own segmenter)."""
     section = page.section
+    if page.plan.tile:
+        segmenter.use_tile(page.plan.tile)
     reach = segmenter.grid.reach(section.height, section.width, block.window)
-    pixels = section.read(page.index, reach)
+    with section.lock:
+        pixels = section.read(page.index, reach)
     probability = segmenter.window_probabilities(pixels, (reach.y0, reach.x0), section.height, section.width,
                                                  block.window, page.encode)
     core_pixels = pixels[block.core.within(reach)].copy() if keep_pixels else None
     return Inferred(page, block, probability, core_pixels)
 
 
-def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: bool = False) -> Finished:
+def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: bool = False,
+                 keep_regions: bool = False) -> Finished:
     """Post-process the window and keep the core (thread-safe: no interpreter involved)."""
     block = inferred.block
     core = block.core.within(block.window)
-    membrane = membrane_mask(inferred.probability, post)[core]
+    regions = None
+    if keep_regions:
+        membrane, regions = membrane_and_regions(inferred.probability, post)
+        membrane, regions = membrane[core], regions[core]
+    else:
+        membrane = membrane_mask(inferred.probability, post)[core]
     gray = None
     if inferred.pixels is not None:
         gray = normalize(inferred.pixels, inferred.page.low, inferred.page.high)
     probability = inferred.probability[core] if keep_probability else None
-    return Finished(inferred.page, block, membrane, probability, gray)
+    return Finished(inferred.page, block, membrane, probability, gray, regions)

@@ -110,11 +110,12 @@ def segment(
             batch.check_out_dir(out)
         except EmsegError as exc:
             raise _fail(exc) from None
-    segmenter = _load(model, threads, delegate, tile, overlap)
+    workers, interpreter_threads = _workers(batch, files, threads, delegate)
+    segmenter = _load(model, interpreter_threads, delegate, tile, overlap)
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
         probabilities=probabilities, overlay=overlay, overwrite=overwrite, block=block, fixed_tile=tile is not None,
-        **({"max_pixels": max_pixels} if max_pixels else {}),
+        workers=workers, **({"max_pixels": max_pixels} if max_pixels else {}),
     )
     done, failed, timings = _run_batch(batch, segmenter, files, options, quiet)
     if not quiet and done:
@@ -123,6 +124,19 @@ def segment(
         raise typer.Exit(EXIT_NOTHING_DONE)
     if failed or problems:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _workers(batch, files, threads, delegate) -> tuple[int, int]:
+    """(block workers, interpreter threads each): one interpreter per core when there
+    is more than one block to run at once, else one interpreter on every core (a
+    single slice, or a delegate, which runs on its accelerator)."""
+    from .blocks import SINGLE_BLOCK_PIXELS
+    from .segmenter import default_threads
+
+    threads = threads or default_threads()
+    if delegate or (len(files) < 2 and sum(batch.count_pixels(p) for p in files) <= SINGLE_BLOCK_PIXELS):
+        return 1, threads
+    return threads, 1
 
 
 PROGRESS_PIXELS = 4 * 1024 * 1024
@@ -174,9 +188,13 @@ def info(
     from .amx import forgo_amx
     from .backend import backend
 
+    from . import native
+
     segmenter = _load(model, threads)
     impl = backend()
+    kernels = "compiled C" if native.available() else "numpy (no compiled kernels in this installation: ~10x slower)"
     runtime = {"backend": f"{impl.name} {impl.version}", "threads": segmenter.net.threads, "amx": forgo_amx(),
+               "region_operations": kernels,
                "model_path": str(segmenter.net.path), "embedded_models": sorted(registry.embedded_models())}
     if as_json:
         typer.echo(json.dumps({"card": segmenter.card.to_dict(), "runtime": runtime}, indent=2))
@@ -200,7 +218,8 @@ def info(
     if card.agreement:
         a = card.agreement
         lines.append(f"agreement      {100 * a.pixel_agreement:.2f}% pixels, membrane Dice {a.membrane_dice:.4f} vs full model")
-    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}"]
+    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}",
+              f"watershed      {runtime['region_operations']}"]
     typer.echo("\n".join(lines))
 
 
@@ -242,6 +261,95 @@ def evaluate(
     for method, rows in report.per_slice.items():
         for name, s in [*zip(report.names, rows), ("mean", report.mean(method))]:
             typer.echo(f"{name:<16}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
+
+
+class ProbabilityType(str, Enum):
+    uint8 = "uint8"
+    float16 = "float16"
+
+
+@app.command()
+def volume(
+    input: Annotated[Path, typer.Argument(help="OME-Zarr image, zarr array, multi-page TIFF or folder of sections.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The OME-Zarr to write (e.g. seg.ome.zarr).")],
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Address of a running dask scheduler (tcp://...), e.g. from dask-jobqueue on SLURM.")] = None,
+    block: Annotated[Optional[int], typer.Option(
+        min=16, help="Block size in pixels (default: as segment: a whole section up to 4096 x 4096, else ~3000).")] = None,
+    model: ModelOption = None,
+    threads: Annotated[int, typer.Option(min=1, help="Interpreter threads per worker.")] = 1,
+    probabilities: Annotated[Optional[ProbabilityType], typer.Option(
+        help="Also store the membrane probability, as uint8 (0-255) or float16.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run: only blocks not done.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+) -> None:
+    """Segment a volume section by section, block by block, on Dask; write OME-Zarr labels."""
+    try:
+        from . import volume as engine
+        from .volumes import open_volume
+    except ImportError as exc:
+        raise _fail(f"emseg-lite volume needs the volume extra ({exc.name} is missing): "
+                    'pip install "emseg-lite[volume]"') from None
+    from . import registry
+    from .card import ModelCard, card_path_for
+    from .errors import EmsegError
+
+    if scheduler and workers:
+        raise _fail("--workers starts a local cluster; with --scheduler the cluster is already there")
+    try:
+        model_path = registry.resolve(model).resolve()
+        card = ModelCard.load(card_path_for(model_path))
+        card.check_model_file(model_path)
+        source = open_volume(input)
+        plan = engine.plan(card, source, card.postprocessing, block)
+        job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
+                         plan, probabilities.value if probabilities else None)
+        output = engine.open_or_create(job, source, card, resume, overwrite)
+    except EmsegError as exc:
+        raise _fail(exc) from None
+    client = engine.local_cluster(workers, threads) if scheduler is None else _client(scheduler)
+    done_events, failures = [], []
+    started = time.perf_counter()
+    try:
+        events = engine.run(job, output, source, client)
+        first = next(events)
+        if not quiet:
+            typer.echo(f"{input}: {source.pages} section(s) of {source.width} x {source.height}, "
+                       f"{first.total} block(s) of {plan.size} px ({first.done_before} already done), "
+                       f"{first.workers} worker(s)", err=True)
+        with typer.progressbar(length=max(first.total - first.done_before, 1), label="blocks", file=sys.stderr,
+                               hidden=quiet, show_eta=True, show_pos=True) as bar:
+            for event in events:
+                if isinstance(event, engine.BlockFailed):
+                    failures.append(event)
+                    _error(f"{input}: section {event.z}, block row {event.row}, column {event.col}: {event.error}")
+                else:
+                    done_events.append(event)
+                bar.update(1)
+    finally:
+        client.close()
+        source.close()
+    seconds = time.perf_counter() - started
+    if not quiet:
+        pixels = sum(e.pixels for e in done_events)
+        per_worker = engine.summary(done_events)
+        peak = max((w["peak_rss_mb"] for w in per_worker.values()), default=0.0)
+        typer.echo(f"{len(done_events)} block(s), {pixels / 1e6:.1f} megapixels in {seconds:.1f} s "
+                   f"({pixels / 1e6 / max(seconds, 1e-9):.1f} MP/s); {len(per_worker)} worker(s), "
+                   f"peak RSS per worker {peak:.0f} MB -> {out}", err=True)
+    if failures:
+        raise typer.Exit(EXIT_SOME_FAILED if done_events else EXIT_NOTHING_DONE)
+
+
+def _client(address: str):
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=30)
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"{address}: cannot reach the dask scheduler ({exc})") from None
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ unusable raises ``InputError`` with one line naming the file.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ class Section:
     """The pages of one input file, each ``height`` x ``width``, readable by region."""
 
     def __init__(self, path: Path, pages: int, height: int, width: int, dtype: np.dtype, notes: list[str]):
+        self.lock = threading.Lock()
+        """Held around ``read`` by callers that read from several threads (file handles, caches)."""
         self.path = path
         self.pages = pages
         self.height = height

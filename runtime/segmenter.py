@@ -71,6 +71,11 @@ class Segmenter:
         log.info("loaded %s (%s, tile %d, halo %d, %d threads)", path, card.variant, grid.tile, grid.halo, net.threads)
         return cls(net, card, grid)
 
+    def clone(self) -> "Segmenter":
+        """Another interpreter of the same model, options and tile, for another thread."""
+        return Segmenter.load(self.net.path, threads=self.net.threads, delegate=self.net.delegate,
+                              tile=self.grid.tile, overlap=self.grid.halo)
+
     def probabilities(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Membrane probability (float32, [0, 1]) of a 2-D slice, tiled with the card's halo.
 
@@ -150,13 +155,14 @@ class Segmenter:
         Block by block (``blockwise``), exactly as ``emseg-lite segment``: sections up
         to 4096 x 4096 px in one piece, bigger ones in ``block``-pixel blocks.
         """
-        from .blockwise import finish_block, infer_block, prepare_page
+        from .blockwise import finish_block, infer_block, plan_for, prepare_page
         from .io import ArraySection
 
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
         post = post or self.card.postprocessing
-        page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, post, block)
+        plan = plan_for(self, *image.shape, post, block)
+        page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, plan)
         membrane = np.empty(image.shape, dtype=bool)
         for part in page.blocks:
             membrane[part.core.slices] = finish_block(infer_block(self, page, part), post).membrane

@@ -32,6 +32,9 @@ from .files import AtomicFile
 WHOLE_OUTPUT_PIXELS = 8192 * 8192
 """Sections up to this size are written whole (PNG, or a page of an ImageJ stack)."""
 TIFF_TILE = 512
+PNG_LEVEL = 1
+"""zlib level of PNG outputs: a 512 x 512 mask takes 1 ms instead of 6 at the default
+level and is ~20 % larger (masks and overlays compress well at any level)."""
 _END, _ABORT = object(), object()
 
 
@@ -90,7 +93,7 @@ class _PngSink(Sink):
     def commit(self) -> None:
         target = AtomicFile(self.path)
         try:
-            Image.fromarray(self._image).save(target.tmp, format="PNG")
+            Image.fromarray(self._image).save(target.tmp, format="PNG", compress_level=PNG_LEVEL)
             target.commit()
         except OSError as exc:
             target.abort()

@@ -103,6 +103,19 @@ def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
 
 
 def gather(pixels: np.ndarray, tile: Tile, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Copy one tile's input window out of ``pixels``, which hold the slice from row,
-    column ``origin`` on (the whole slice by default)."""
+    """One tile's input window out of ``pixels``, which hold the slice from row,
+    column ``origin`` on (the whole slice by default).
+
+    Most tiles of a big slice reflect nothing: they are a plain view, not a copy
+    through index arrays (several ms per 1120-px tile)."""
+    rows, cols = _as_slice(tile.rows - origin[0]), _as_slice(tile.cols - origin[1])
+    if isinstance(rows, slice) and isinstance(cols, slice):
+        return pixels[rows, cols]
     return pixels[np.ix_(tile.rows - origin[0], tile.cols - origin[1])]
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive indices (no reflection)."""
+    if int(index[-1]) - int(index[0]) == index.size - 1:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index

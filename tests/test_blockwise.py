@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emseg_lite.runtime.blocks import BlockPlan, Region, plan_section
-from emseg_lite.runtime.blockwise import finish_block, infer_block, prepare_page, tile_for
+from emseg_lite.runtime.blockwise import finish_block, infer_block, plan_for, prepare_page
 from emseg_lite.runtime.datasets import load_labeled, locate
 from emseg_lite.runtime.io import ArraySection, read_slices
 from emseg_lite.runtime.metrics import rand_and_info
@@ -43,7 +43,8 @@ def mosaic(data_root):
 def blockwise(segmenter, image, block, post=None):
     """Membrane map and probabilities of ``image`` assembled from ``block``-px blocks."""
     post = post or segmenter.card.postprocessing
-    page = prepare_page(segmenter, ArraySection(Path("array"), image[np.newaxis]), 0, post, block)
+    plan = plan_for(segmenter, *image.shape, post, block)
+    page = prepare_page(segmenter, ArraySection(Path("array"), image[np.newaxis]), 0, plan)
     membrane = np.empty(image.shape, bool)
     probability = np.empty(image.shape, np.float32)
     for part in page.blocks:
@@ -68,8 +69,8 @@ def test_isbi_validation_blockwise_equals_whole(segmenter, validation, block):
 
 def test_mosaic_blockwise_equals_whole(segmenter, mosaic):
     """Awkward 1504-px blocks over a 4096-px mosaic, as a big section is cut (its default fits one block)."""
-    assert plan_section(*mosaic.shape, 16, True).count(*mosaic.shape) == 1
-    segmenter.use_tile(tile_for(segmenter, *mosaic.shape))
+    assert plan_section(*mosaic.shape, 16, 48, 608, True).count(*mosaic.shape) == 1
+    segmenter.use_tile(plan_section(*mosaic.shape, 16, 48, 608, True).tile)
     try:
         whole_probability = segmenter.probabilities(mosaic)
         membrane, probability, _ = blockwise(segmenter, mosaic, 1504)
@@ -98,6 +99,18 @@ def test_larger_tiles_give_identical_probabilities(segmenter, vnc_tiff):
             np.testing.assert_array_equal(segmenter.probabilities(image), reference)
         finally:
             segmenter.use_tile(segmenter.card.tiling.tile)
+
+
+@pytest.mark.parametrize("side,watershed,blocks,tile", [
+    (512, True, 1, 608), (1024, True, 1, 1120), (6144, True, 4, 1152), (6144, False, 4, 1120),
+    (20000, True, 49, 1072), (20000, False, 49, 1056), (30000, True, 100, 1120)])
+def test_plans_balance_blocks_and_tiles(side, watershed, blocks, tile):
+    """Equal blocks, each window a whole number of tiles (no thin last block costing whole tiles)."""
+    plan = plan_section(side, side, 16, 48, 608, watershed)
+    assert (plan.count(side, side), plan.tile) == (blocks, tile)
+    window = min(side, plan.size + 2 * plan.context)
+    core = plan.tile - 96
+    assert window <= -(-window // core) * core < window + core
 
 
 def test_block_plan_geometry():

@@ -19,6 +19,9 @@ def test_fresh_base_install_segments_without_tensorflow(tmp_path, test_slice):
                             "u.find_spec('scipy'))"], capture_output=True, text=True)
     assert probe.stdout.strip() == "None None", "the base install must pull in neither TensorFlow nor scipy"
 
+    info = subprocess.run([str(venv / "bin" / "emseg-lite"), "info"], capture_output=True, text=True)
+    assert "watershed      compiled C" in info.stdout, info.stdout + info.stderr  # the C extension was built
+
     result = subprocess.run([str(venv / "bin" / "emseg-lite"), "segment", str(test_slice), "-o", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

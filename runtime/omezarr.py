@@ -1,0 +1,159 @@
+"""The volume command's output: an OME-Zarr (NGFF 0.4) image with two label images.
+
+Layout of ``OUTPUT.ome.zarr`` (zarr format 2, the widest-read OME-Zarr today:
+napari-ome-zarr, neuroglancer, webknossos, BigDataViewer/MoBIE):
+
+    .zattrs            multiscales of the root image, and "emseg-lite": model, card, parameters
+    probabilities/     membrane probability (uint8 0-255 = 0-1, or float16), with --probabilities
+    labels/membrane/0  uint8 label image: 1 = membrane, 0 = background (cell)
+    labels/regions/0   uint64 label image: the watershed's regions, ids unique across the volume
+    done/              one byte per block, 1 once all of the block's outputs are written
+
+The root image is the probability map when it is written, else the membrane
+labels themselves (the root's multiscales points at ``labels/membrane/0``), so
+that opening the root in napari shows something without storing twice.
+
+Every array is chunked by the block plan, one z section per chunk, so no two
+blocks ever write the same chunk and workers need no locks. ``done`` has one
+chunk per block; the plan, the model and every parameter that changes the
+arrays are stored as a fingerprint, and ``--resume`` is refused when they differ.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .blocks import Block
+from .card import ModelCard
+from .errors import OutputError
+from .volumes import Scale
+
+VERSION = "0.4"
+REGION_STRIDE = 1 << 32
+"""Region ids: block number x 2^32 + the region's number within its block's window."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything that decides the output arrays; its fingerprint guards ``--resume``."""
+
+    input: str
+    shape: tuple[int, int, int]
+    block: int
+    context: int
+    model_sha256: str
+    postprocessing: dict
+    probabilities: str | None
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+class Output:
+    """The arrays of an OME-Zarr output, opened for writing blocks."""
+
+    def __init__(self, path: Path, group):
+        self.path = path
+        self.group = group
+        self.membrane = group["labels/membrane/0"]
+        self.regions = group["labels/regions/0"]
+        self.probabilities = group["probabilities"] if "probabilities" in group else None
+        self.done = group["done"]
+        self.block = int(group.attrs["emseg-lite"]["layout"]["block"])
+
+    def block_number(self, z: int, block: Block) -> int:
+        rows, cols = self.done.shape[1:]
+        return (z * rows + block.row) * cols + block.col
+
+    def write(self, z: int, block: Block, membrane: np.ndarray, regions: np.ndarray,
+              probability: np.ndarray | None) -> None:
+        """Write one block's core into every array, then mark it done."""
+        where = (z, block.core.slices[0], block.core.slices[1])
+        self.membrane[where] = membrane.astype(np.uint8)
+        offset = np.uint64(self.block_number(z, block) * REGION_STRIDE)
+        self.regions[where] = np.where(regions > 0, regions.astype(np.uint64) + offset, np.uint64(0))
+        if self.probabilities is not None:
+            if self.probabilities.dtype == np.uint8:
+                probability = np.clip(np.round(probability * 255.0), 0, 255).astype(np.uint8)
+            self.probabilities[where] = probability.astype(self.probabilities.dtype)
+        self.done[z, block.row, block.col] = 1
+
+    def done_blocks(self) -> np.ndarray:
+        """(z, rows, cols) bool: which blocks are complete."""
+        return np.asarray(self.done[...]) == 1
+
+
+def create(path: Path, layout: Layout, scale: Scale, card: ModelCard, overwrite: bool) -> Output:
+    """A new output for ``layout`` (refused if ``path`` exists, unless ``overwrite``)."""
+    import zarr
+
+    if path.exists() and not overwrite:
+        raise OutputError(path, "already exists; use --resume to finish it or --overwrite to start again")
+    depth, height, width = layout.shape
+    chunks = (1, min(layout.block, height), min(layout.block, width))
+    rows, cols = -(-height // layout.block), -(-width // layout.block)
+    try:
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        labels = group.create_group("labels")
+        for name, dtype, colour in (("membrane", np.uint8, [255, 0, 255, 255]), ("regions", np.uint64, None)):
+            image = labels.create_group(name)
+            image.create_array("0", shape=layout.shape, chunks=chunks, dtype=dtype, fill_value=0)
+            image.attrs.update(multiscales=_multiscales(name, "0", scale),
+                               **{"image-label": _image_label(colour)})
+        labels.attrs["labels"] = ["membrane", "regions"]
+        if layout.probabilities:
+            group.create_array("probabilities", shape=layout.shape, chunks=chunks, dtype=layout.probabilities,
+                               fill_value=0)
+        group.create_array("done", shape=(depth, rows, cols), chunks=(1, 1, 1), dtype=np.uint8, fill_value=0)
+        root = "probabilities" if layout.probabilities else "labels/membrane/0"
+        group.attrs.update(multiscales=_multiscales("emseg-lite", root, scale), **{"emseg-lite": {
+            "fingerprint": layout.fingerprint(), "layout": asdict(layout),
+            "model": {"variant": card.variant, "file": card.model.file, "sha256": card.model.sha256,
+                      "architecture": card.architecture.name, "trained": card.training.date,
+                      "emseg_lite": card.versions.get("emseg_lite")},
+            "probabilities": "uint8: value / 255" if layout.probabilities == "uint8" else layout.probabilities,
+            "membrane": "1 = membrane (boundary between neurites), 0 = inside a cell",
+            "regions": "watershed regions; id = block number x 2^32 + region number in the block",
+        }})
+    except OSError as exc:
+        raise OutputError(path, f"cannot write ({exc.strerror or exc})") from None
+    return Output(path, group)
+
+
+def open_for_resume(path: Path, layout: Layout) -> Output:
+    """The existing output at ``path``, if it was started with this very layout."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r+")
+        stored = group.attrs["emseg-lite"]
+    except Exception:
+        raise OutputError(path, "cannot resume: not an output of emseg-lite volume") from None
+    if stored["fingerprint"] != layout.fingerprint():
+        before = stored["layout"]
+        changed = [key for key, value in asdict(layout).items() if _plain(before.get(key)) != _plain(value)]
+        raise OutputError(path, f"cannot resume: it was started with another {', '.join(changed) or 'layout'} "
+                                "(use --overwrite to start again)")
+    return Output(path, group)
+
+
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+def _multiscales(name: str, path: str, scale: Scale) -> list[dict]:
+    axes = [{"name": a, "type": "space", **({"unit": scale.unit} if scale.unit else {})} for a in "zyx"]
+    sizes = [scale.z or 1.0, scale.y or 1.0, scale.x or 1.0]
+    return [{"version": VERSION, "name": name, "axes": axes,
+             "datasets": [{"path": path, "coordinateTransformations": [{"type": "scale", "scale": sizes}]}]}]
+
+
+def _image_label(colour: list[int] | None) -> dict:
+    label = {"version": VERSION, "source": {"image": "../../"}}
+    if colour:
+        label["colors"] = [{"label-value": 1, "rgba": colour}]
+    return label

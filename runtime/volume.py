@@ -1,0 +1,224 @@
+"""``emseg-lite volume``: a volume segmented block by block on Dask, resumable.
+
+The client plans blocks over every z section (``blocks``, as ``segment`` does
+for one section), creates or reopens the OME-Zarr output (``omezarr``) and
+feeds a dask.distributed cluster -- a LocalCluster sized to the machine, or an
+existing scheduler (SLURM via dask-jobqueue, Kubernetes, ...) -- with small
+tasks that reference the input and output by path: nothing but the two stores
+is shared between machines. Each section first gets its intensity range (one
+streaming pass, as ``segment`` takes it), then each of its blocks is read,
+inferred, post-processed and written by one task (``blockwise``), which marks
+the block done only after every write returned.
+
+The graph never grows with the volume: tasks are submitted as earlier ones
+finish, a bounded number in flight (dask/dask#11423, funkelab/daisy#63).
+Workers load the model once per process and thread, not per block. A worker
+that dies has its tasks retried by dask; a block that fails for its own reason
+(a corrupt input chunk) is retried, then reported by position, and the rest
+goes on. ``--resume`` skips every block already marked done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+from .blocks import Block, BlockPlan, plan_section
+from .blockwise import finish_block, infer_block, start_page
+from .card import PostProcessing
+from .errors import EmsegError
+from .omezarr import Layout, Output, create, open_for_resume
+from .volumes import VolumeSection, open_volume
+
+IN_FLIGHT_PER_THREAD = 2
+"""Tasks queued per worker thread: enough to keep workers busy, few enough to bound the graph."""
+RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs, by value: small, picklable, the same on every machine."""
+
+    input: str
+    output: str
+    model: str
+    threads: int
+    post: PostProcessing
+    plan: BlockPlan
+    probabilities: str | None
+
+
+@dataclass
+class BlockDone:
+    z: int
+    row: int
+    col: int
+    pixels: int
+    seconds: float
+    worker: str
+    peak_rss_mb: float
+
+
+@dataclass
+class BlockFailed:
+    z: int
+    row: int
+    col: int
+    error: str
+
+
+@dataclass
+class Started:
+    total: int
+    done_before: int
+    workers: int
+    dashboard: str | None
+
+
+Event = Union[Started, BlockDone, BlockFailed]
+
+
+def run(job: Job, output: Output, volume: VolumeSection, client) -> Iterator[Event]:
+    """Segment every block not yet done, yielding events as blocks finish."""
+    from distributed import as_completed
+
+    blocks = job.plan.blocks(volume.height, volume.width)
+    done = output.done_blocks()
+    todo = [(z, b) for z in range(volume.pages) for b in blocks if not done[z, b.row, b.col]]
+    workers = client.scheduler_info()["workers"]
+    threads = sum(w.get("nthreads", 1) for w in workers.values()) or 1
+    yield Started(volume.pages * len(blocks), int(done.sum()), len(workers), getattr(client, "dashboard_link", None))
+    limit = max(2, IN_FLIGHT_PER_THREAD * threads)
+    pending = iter(todo)
+    ranges: dict[int, object] = {}
+    where: dict[object, tuple[int, Block]] = {}
+    flight = as_completed()
+
+    def submit_next() -> bool:
+        item = next(pending, None)
+        if item is None:
+            return False
+        z, block = item
+        if z not in ranges:
+            ranges[z] = client.submit(section_range, job, z, pure=False, retries=RETRIES)
+            for old in [k for k in ranges if k < z - 1]:
+                del ranges[old]
+        future = client.submit(segment_block, job, z, block, ranges[z], pure=False, retries=RETRIES)
+        where[future] = (z, block)
+        flight.add(future)
+        return True
+
+    while len(where) < limit and submit_next():
+        pass
+    for future in flight:
+        z, block = where.pop(future)
+        if future.status == "error":
+            error = future.exception()
+            yield BlockFailed(z, block.row, block.col, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        else:
+            yield BlockDone(z, block.row, block.col, *future.result())
+        future.release()
+        while len(where) < limit and submit_next():
+            pass
+
+
+# --- worker side: everything below runs in the workers' processes ---------------------------------------
+
+_CACHE: dict[tuple, object] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached(key: tuple, make):
+    """One object per worker process and thread (interpreters and file handles are not thread-safe)."""
+    key = (*key, threading.get_ident())
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = make()
+        return _CACHE[key]
+
+
+def _segmenter(job: Job):
+    from .amx import forgo_amx
+    from .segmenter import Segmenter
+
+    def make():
+        forgo_amx()
+        return Segmenter.load(job.model, threads=job.threads)
+
+    return _cached(("segmenter", job.model, job.threads), make)
+
+
+def _volume(job: Job) -> VolumeSection:
+    return _cached(("volume", job.input), lambda: open_volume(job.input))
+
+
+def _output(job: Job) -> Output:
+    import zarr
+
+    return _cached(("output", job.output), lambda: Output(Path(job.output), zarr.open_group(job.output, mode="r+")))
+
+
+def section_range(job: Job, z: int) -> tuple[float, float]:
+    """(low, high) intensities of section ``z``, for its normalisation."""
+    return _volume(job).intensity_range(z, _segmenter(job).card.normalization)
+
+
+def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]) -> tuple[int, float, str, float]:
+    """Read, infer, post-process and write one block; returns (pixels, seconds, worker, peak RSS MB)."""
+    start = time.perf_counter()
+    segmenter = _segmenter(job)
+    volume = _volume(job)
+    page = start_page(segmenter, volume, z, *intensity, job.plan)
+    try:
+        done = finish_block(infer_block(segmenter, page, block), job.post,
+                            keep_probability=job.probabilities is not None, keep_regions=True)
+    except EmsegError as exc:
+        raise RuntimeError(str(exc)) from None  # one line, picklable, for the client's report
+    _output(job).write(z, block, done.membrane, done.regions, done.probability)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return block.core.height * block.core.width, time.perf_counter() - start, f"pid {os.getpid()}", peak_mb
+
+
+def layout_for(job: Job, volume: VolumeSection, model_sha256: str) -> Layout:
+    return Layout(str(Path(job.input).resolve()), (volume.pages, volume.height, volume.width), job.plan.size,
+                  job.plan.context, model_sha256, dataclasses.asdict(job.post), job.probabilities)
+
+
+def local_cluster(workers: int | None, threads: int):
+    """A LocalCluster of single-threaded worker processes, one per core by default."""
+    from distributed import Client, LocalCluster
+
+    count = workers or max(1, len(os.sched_getaffinity(0)) // threads)
+    cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40)
+    return Client(cluster)
+
+
+def open_or_create(job: Job, volume: VolumeSection, card, resume: bool, overwrite: bool) -> Output:
+    layout = layout_for(job, volume, card.model.sha256)
+    path = Path(job.output)
+    if resume and path.exists():
+        return open_for_resume(path, layout)
+    return create(path, layout, volume.scale, card, overwrite)
+
+
+def summary(events: list[BlockDone]) -> dict:
+    """Throughput and memory of a run: megapixels per second per worker, peak RSS per worker."""
+    per_worker: dict[str, list[BlockDone]] = {}
+    for event in events:
+        per_worker.setdefault(event.worker, []).append(event)
+    return {worker: {"blocks": len(items), "megapixels": sum(e.pixels for e in items) / 1e6,
+                     "seconds": sum(e.seconds for e in items), "peak_rss_mb": max(e.peak_rss_mb for e in items)}
+            for worker, items in per_worker.items()}
+
+
+def plan(card, volume: VolumeSection, post: PostProcessing, block: int | None) -> BlockPlan:
+    """``segment``'s plan for one section of this volume (the card's halo)."""
+    tiling = card.tiling
+    return plan_section(volume.height, volume.width, tiling.align, tiling.halo, tiling.tile,
+                        post.method == "watershed", block)
