@@ -287,6 +287,9 @@ def volume(
 ) -> None:
     """Segment a volume section by section, block by block, on Dask; write OME-Zarr labels."""
     try:
+        import distributed  # noqa: F401 -- the extra's packages, checked before any work
+        import zarr  # noqa: F401
+
         from . import volume as engine
         from .volumes import open_volume
     except ImportError as exc:

