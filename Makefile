@@ -18,7 +18,7 @@ export EMSEG_DATA
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,test,volume]"
+	$(BIN)/python -m pip install --quiet -e ".[train,test,volume,formats]"
 	touch $@
 
 train: $(STAMP)  ## train the U-Net (float, then QAT) into $(RUN)

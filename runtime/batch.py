@@ -29,7 +29,7 @@ from .blockwise import Finished, finish_block, infer_block, plan_for, prepare_pa
 from .card import PostProcessing
 from .datasets import image_files
 from .errors import EmsegError, InputError, OutputError
-from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Section, open_section
+from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Section, check_regular_file, open_section
 from .segmenter import Segmenter
 
 OUTPUT_TAGS = ("_mask", "_prob", "_overlay")
@@ -112,6 +112,7 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
 def count_pixels(path: Path) -> int:
     """Pixels to segment in a file, from its header alone (0 if unknown), for progress bars."""
     try:
+        check_regular_file(path)  # never open a FIFO: it would wait for a writer forever
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
@@ -153,7 +154,7 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
     post-processing thread: a folder of ISBI slices took 26 instead of 31-34 ms
     per slice with the watershed, 20-23 instead of 24-28 without.
     """
-    inputs = {p.resolve() for p in files}
+    inputs = {_resolved(p) for p in files}
     claimed: set[Path] = set()
     with _Workers(segmenter, options.workers) as workers:
         pending: deque[tuple[Future, Callable]] = deque()
@@ -237,7 +238,7 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
         return
     try:
         outputs = _plan_outputs(section, options, inputs, claimed)
-        claimed.update(p.resolve() for p in outputs.values())
+        claimed.update(_resolved(p) for p in outputs.values())
         polarity = segmenter.card.mask
         work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing,
                          (polarity.membrane_value, polarity.cell_value), _open_sinks(section, outputs))
@@ -284,15 +285,17 @@ def _segment_block(workers: _Workers, page, block, post: PostProcessing, options
 def _open_sinks(section: Section, outputs: dict[str, Path]) -> dict[str, sinks.Sink]:
     kind = sinks.layout(section.pages, section.height, section.width)
     shape = (section.pages, section.height, section.width)
+    scale = {"pixel_size_nm": section.pixel_size_nm}
     opened: dict[str, sinks.Sink] = {}
     try:
         for name, path in outputs.items():
             if name == "mask":
-                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, compress=True)
+                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, compress=True, **scale)
             elif name == "prob":
-                opened[name] = sinks.open_sink("tiled" if kind == "tiled" else "stack", path, *shape, np.float32)
+                opened[name] = sinks.open_sink("tiled" if kind == "tiled" else "stack", path, *shape, np.float32,
+                                               **scale)
             else:
-                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, rgb=True, compress=True)
+                opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, rgb=True, compress=True, **scale)
     except EmsegError:
         for sink in opened.values():
             sink.abort()
@@ -367,6 +370,15 @@ def _commit(work: _FileWork) -> list[Event]:
             FileDone(section.path, list(work.outputs.values()), section.notes)]
 
 
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path where resolving fails (a symlink loop,
+    which the file's own reading then reports in one line)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def _completed(value) -> Future:
     future: Future = Future()
     future.set_result(value)
@@ -382,7 +394,7 @@ def _plan_outputs(section: Section, options: Options, inputs: set[Path], claimed
     stem = section.path.stem
     outputs = {name: folder / f"{stem}_{name}{suffix}" for name, suffix in wanted.items() if suffix}
     for target in outputs.values():
-        resolved = target.resolve()
+        resolved = _resolved(target)
         if resolved in inputs:
             raise OutputError(target, f"output of {section.path} would overwrite an input; choose another -o folder")
         if resolved in claimed:

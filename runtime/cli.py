@@ -55,6 +55,8 @@ def _main(
                                                     help="Show the version and exit.")] = None,
 ) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # tifffile logs what it finds odd in a file; our one-line error says what matters.
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
 ModelOption = Annotated[Optional[str], typer.Option(

@@ -67,9 +67,10 @@ class RangeFinder:
                       for q in qs]
             return float(values[0]), float(values[1])
         sample = np.concatenate(self._parts) if self._parts else np.zeros(0)
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:
-            return 0.0, 1.0
+        finite = sample[np.isfinite(sample)]
+        if finite.size == 0:
+            raise ValueError(f"has no finite pixel value (all {sample.size:,} sampled are NaN or infinite)")
+        sample = finite
         low, high = np.percentile(sample, qs, method="lower")
         return float(low), float(high)
 

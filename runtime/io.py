@@ -15,6 +15,8 @@ unusable raises ``InputError`` with one line naming the file.
 """
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -28,8 +30,9 @@ from .card import Normalization
 from .errors import InputError
 from .intensity import RangeFinder
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
+MRC_SUFFIXES = (".mrc", ".st", ".mrcs", ".rec", ".ali")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES, *MRC_SUFFIXES)
 DEFAULT_MAX_PIXELS = 1 << 30
 """Largest section (pixels per page) accepted without ``max_pixels`` being raised:
 room for 32768 x 32768, far below what a tiny compressed 'decompression bomb'
@@ -58,7 +61,10 @@ class Slices:
 class Section:
     """The pages of one input file, each ``height`` x ``width``, readable by region."""
 
-    def __init__(self, path: Path, pages: int, height: int, width: int, dtype: np.dtype, notes: list[str]):
+    def __init__(self, path: Path, pages: int, height: int, width: int, dtype: np.dtype, notes: list[str],
+                 pixel_size_nm: float | None = None):
+        self.pixel_size_nm = pixel_size_nm
+        """Pixel size in nm where the file says it (ImageJ, OME-TIFF, MRC), else None."""
         self.lock = threading.Lock()
         """Held around ``read`` by callers that read from several threads (file handles, caches)."""
         self.path = path
@@ -86,7 +92,11 @@ class Section:
         for y in range(0, self.height, BAND_ROWS):
             band = self.read(page, Region(y, 0, min(self.height, y + BAND_ROWS), self.width))
             finder.add(y * self.width, band)
-        return finder.result()
+        try:
+            return finder.result()
+        except ValueError as exc:
+            where = f"section {page} " if self.pages > 1 else ""
+            raise InputError(self.path, f"{where}{exc}") from None
 
     def read_all(self) -> Slices:
         """Every page in memory, for callers that want arrays (training, evaluation)."""
@@ -107,26 +117,81 @@ class Section:
 class ArraySection(Section):
     """A section decoded whole: (pages, height, width) in memory."""
 
-    def __init__(self, path: Path, pages: np.ndarray, notes: list[str] | None = None):
-        super().__init__(path, pages.shape[0], pages.shape[1], pages.shape[2], pages.dtype, notes or [])
+    def __init__(self, path: Path, pages: np.ndarray, notes: list[str] | None = None, pixel_size_nm: float | None = None):
+        super().__init__(path, pages.shape[0], pages.shape[1], pages.shape[2], pages.dtype, notes or [], pixel_size_nm)
         self.data = pages
 
     def read(self, page: int, region: Region) -> np.ndarray:
         return self.data[page][region.slices]
 
 
+class RawSection(Section):
+    """Uncompressed pages stored one after another at ``offset`` (TIFF, MRC): a region comes
+    from a memory map of just its rows, opened and closed per read, so neither the file
+    nor the mapping stays resident."""
+
+    def __init__(self, path: Path, offset: int, pages: int, height: int, width: int, samples: int, file_dtype,
+                 notes: list[str], pixel_size_nm: float | None = None, kind: str = "TIFF"):
+        super().__init__(path, pages, height, width, np.dtype(file_dtype).newbyteorder("="), notes, pixel_size_nm)
+        self.offset = offset
+        self.file_dtype = np.dtype(file_dtype)
+        self.samples = samples
+        self._row_shape = (width, samples) if samples > 1 else (width,)
+        expected = offset + pages * height * width * samples * self.file_dtype.itemsize
+        size = path.stat().st_size
+        if size < expected:
+            raise InputError(path, f"truncated or corrupt {kind} (image data ends at byte {expected:,}, "
+                                   f"the file has {size:,})")
+
+    def read(self, page: int, region: Region) -> np.ndarray:
+        row_bytes = self.width * self.samples * self.file_dtype.itemsize
+        start = self.offset + (page * self.height + region.y0) * row_bytes
+        try:
+            rows = np.memmap(self.path, dtype=self.file_dtype, mode="r", offset=start,
+                             shape=(region.height, *self._row_shape))
+            data = np.array(rows[:, region.x0 : region.x1])
+            del rows  # unmapped: what was read does not stay in this process's memory
+        except (OSError, ValueError) as exc:
+            raise InputError(self.path, f"cannot read section {page} ({getattr(exc, 'strerror', None) or exc}); "
+                                        "was the file changed or removed while being read?") from None
+        if not data.dtype.isnative:
+            data = data.astype(data.dtype.newbyteorder("="))
+        if self.samples > 1:
+            data = to_gray(self.path, data, None)
+        return check_dtype(self.path, data)
+
+
 def open_section(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Section:
-    """Open a PNG, JPEG or TIFF (8/16-bit, float, any byte order, multi-page)."""
+    """Open a PNG, JPEG, TIFF (8/16-bit, float, any byte order, multi-page) or MRC file."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an image")
-    if path.suffix.lower() in TIFF_SUFFIXES:
+    check_regular_file(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
         from .tiff import open_tiff
 
         return open_tiff(path, max_pixels)
+    if suffix in MRC_SUFFIXES:
+        from .mrc import open_mrc
+
+        return open_mrc(path, max_pixels)
     return _open_pillow(path, max_pixels)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse, in one line, what is not a readable regular file: opening a FIFO would
+    wait forever, a symlink loop or a missing permission would end in a traceback."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be opened ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(path, "is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(path, "is not a regular file (a FIFO, socket or device); emseg-lite reads image files")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, "cannot be opened (permission denied)")
 
 
 def read_slices(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Slices:
@@ -149,7 +214,7 @@ def _open_pillow(path: Path, max_pixels: int) -> ArraySection:
             check_size(path, (im.height, im.width), max_pixels)
             check_whole_decode(path, im.height * im.width * max(1, len(im.getbands())), im.format or "image")
             im.load()
-            data = _pillow_array(path, im, notes)
+            data = pillow_array(path, im, notes)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -159,7 +224,7 @@ def _open_pillow(path: Path, max_pixels: int) -> ArraySection:
     return ArraySection(path, check_dtype(path, data)[np.newaxis], notes)
 
 
-def _pillow_array(path: Path, im: Image.Image, notes: list[str]) -> np.ndarray:
+def pillow_array(path: Path, im: Image.Image, notes: list[str]) -> np.ndarray:
     if im.mode == "1":
         return np.asarray(im, dtype=np.uint8) * np.uint8(255)
     if im.mode == "P":

@@ -52,11 +52,13 @@ def suffix(kind: str) -> str:
 class Sink:
     """One output file of ``pages`` x ``height`` x ``width`` (x 3 when ``rgb``)."""
 
-    def __init__(self, path: Path, pages: int, height: int, width: int, dtype, rgb: bool = False):
+    def __init__(self, path: Path, pages: int, height: int, width: int, dtype, rgb: bool = False,
+                 pixel_size_nm: float | None = None):
         self.path = Path(path)
         self.pages, self.height, self.width = pages, height, width
         self.dtype = np.dtype(dtype)
         self.rgb = rgb
+        self.pixel_size_nm = pixel_size_nm
 
     def _plane(self, height: int) -> np.ndarray:
         return np.zeros((height, self.width, 3) if self.rgb else (height, self.width), self.dtype)
@@ -75,11 +77,12 @@ class Sink:
 
 
 def open_sink(kind: str, path: Path, pages: int, height: int, width: int, dtype, rgb: bool = False,
-              compress: bool = False) -> Sink:
-    """A sink of ``layout`` ``kind``; ``compress`` deflates tiled TIFFs (masks: ~50x smaller)."""
+              compress: bool = False, pixel_size_nm: float | None = None) -> Sink:
+    """A sink of ``layout`` ``kind``; ``compress`` deflates tiled TIFFs (masks: ~50x smaller).
+    A known pixel size goes into the file (PNG pHYs, TIFF resolution, ImageJ unit)."""
     if kind == "png":
-        return _PngSink(path, pages, height, width, dtype, rgb)
-    return _TiffSink(path, pages, height, width, dtype, rgb, tiled=kind == "tiled", compress=compress)
+        return _PngSink(path, pages, height, width, dtype, rgb, pixel_size_nm)
+    return _TiffSink(path, pages, height, width, dtype, rgb, pixel_size_nm, tiled=kind == "tiled", compress=compress)
 
 
 class _PngSink(Sink):
@@ -93,7 +96,8 @@ class _PngSink(Sink):
     def commit(self) -> None:
         target = AtomicFile(self.path)
         try:
-            Image.fromarray(self._image).save(target.tmp, format="PNG", compress_level=PNG_LEVEL)
+            extra = {"dpi": (2.54e7 / self.pixel_size_nm,) * 2} if self.pixel_size_nm else {}
+            Image.fromarray(self._image).save(target.tmp, format="PNG", compress_level=PNG_LEVEL, **extra)
             target.commit()
         except OSError as exc:
             target.abort()
@@ -108,8 +112,8 @@ class _Aborted(Exception):
 
 
 class _TiffSink(Sink):
-    def __init__(self, path, pages, height, width, dtype, rgb, tiled: bool, compress: bool):
-        super().__init__(path, pages, height, width, dtype, rgb)
+    def __init__(self, path, pages, height, width, dtype, rgb, pixel_size_nm, tiled: bool, compress: bool):
+        super().__init__(path, pages, height, width, dtype, rgb, pixel_size_nm)
         self._tiled = tiled
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
@@ -128,8 +132,13 @@ class _TiffSink(Sink):
             options.update(tile=(TIFF_TILE, TIFF_TILE), metadata={"axes": axes})
             if compress:
                 options.update(compression="zlib", compressionargs={"level": 1})
+            if pixel_size_nm:
+                options.update(resolution=(1e7 / pixel_size_nm,) * 2, resolutionunit="CENTIMETER")
         else:
             options.update(imagej=True, metadata={"axes": "ZYXS" if rgb else "ZYX"})
+            if pixel_size_nm:
+                options.update(resolution=(1 / pixel_size_nm,) * 2)
+                options["metadata"]["unit"] = "nm"
         self._thread = threading.Thread(target=self._run, args=(options,), name="emseg-tiff-writer", daemon=True)
         self._thread.start()
 

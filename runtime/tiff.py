@@ -1,6 +1,6 @@
 """TIFF sections read region by region: what lets a 30000 x 30000 section run in bounded memory.
 
-Three ways in, chosen per file from its structure (tifffile parses it):
+Four ways in, chosen per file from its structure (tifffile parses it):
 
 * contiguous, uncompressed data (ImageJ stacks, most microscope and tifffile
   output): a region is copied out of a memory map of just its rows, opened and
@@ -9,7 +9,10 @@ Three ways in, chosen per file from its structure (tifffile parses it):
   read and decoded; a small cache keeps them for the neighbouring blocks that
   share them;
 * anything else (planar RGB, volumetric tiles, one compressed strip per page):
-  decoded whole, which ``io.check_whole_decode`` refuses beyond its limit.
+  decoded whole, which ``io.check_whole_decode`` refuses beyond its limit;
+* compressions tifffile decodes only with imagecodecs (LZW, JPEG -- what
+  Pillow and many microscopes write), when that 26 MB package is not
+  installed: Pillow's libtiff decodes them, whole, within the same limit.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from .blocks import Region
 from .errors import InputError
-from .io import ArraySection, Section, check_dtype, check_size, check_whole_decode, to_gray
+from .io import ArraySection, RawSection, Section, check_dtype, check_size, check_whole_decode, pillow_array, to_gray
 
 SEGMENT_CACHE_BYTES = 1 << 28
 """Decoded strips/tiles kept for neighbouring blocks (256 MiB)."""
@@ -71,24 +74,75 @@ def _open(path: Path, tif, max_pixels: int) -> Section:
         to_gray(path, np.zeros((1, samples), np.uint8), notes)  # checks the channel count, notes the conversion
     dtype = check_dtype(path, np.zeros(0, series.dtype)).dtype
 
+    pixel_size = _pixel_size_nm(tif)
+    keyframe = series.keyframe
+    if not _decodable(keyframe.compression):
+        tif.close()
+        return _open_with_pillow(path, pages, height, width, samples, keyframe.compression, pixel_size)
     offset = series.dataoffset
     if offset is not None:
         file_dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-        return _ContiguousSection(path, tif, offset, pages, height, width, samples, file_dtype, notes)
+        tif.close()
+        return RawSection(path, offset, pages, height, width, samples, file_dtype, notes, pixel_size)
     frames = list(series.pages)
-    keyframe = series.keyframe
     if (len(frames) == pages and all(frame is not None for frame in frames) and keyframe.planarconfig == 1
             and keyframe.imagedepth == 1 and keyframe.samplesperpixel == samples):
         biggest = max(_segment_rows(keyframe, height) * (keyframe.tilewidth or width), 1) * samples * dtype.itemsize
         check_whole_decode(path, biggest, "this TIFF's largest strip or tile")
-        return _SegmentedSection(path, tif, frames, keyframe, height, width, samples, dtype, notes)
+        return _SegmentedSection(path, tif, frames, keyframe, height, width, samples, dtype, notes, pixel_size)
     check_whole_decode(path, pages * height * width * samples * dtype.itemsize, "this TIFF layout")
     data = series.asarray()
     tif.close()
     data = data.reshape(pages, height, width, samples) if samples > 1 else data.reshape(pages, height, width)
     if samples > 1:
         data = to_gray(path, data, None)
-    return ArraySection(path, check_dtype(path, _native(data)), notes)
+    return ArraySection(path, check_dtype(path, _native(data)), notes, pixel_size)
+
+
+def _decodable(compression) -> bool:
+    """Whether tifffile can decode this compression here (LZW and JPEG need imagecodecs)."""
+    from tifffile import TIFF
+
+    try:
+        TIFF.DECOMPRESSORS[compression]
+    except KeyError:
+        return False
+    return True
+
+
+def _open_with_pillow(path: Path, pages: int, height: int, width: int, samples: int, compression,
+                      pixel_size: float | None) -> Section:
+    """Pillow's libtiff reads LZW, JPEG and the rest without imagecodecs, page by page, whole."""
+    from PIL import Image
+
+    name = getattr(compression, "name", str(compression))
+    check_whole_decode(path, pages * height * width * samples * 4, f"this {name}-compressed TIFF without imagecodecs")
+    notes: list[str] = []
+    try:
+        with Image.open(path) as im:
+            planes = []
+            for index in range(pages):
+                im.seek(index)
+                im.load()
+                planes.append(pillow_array(path, im, notes if index == 0 else []))
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(path, f"its compression ({name}) needs the 'imagecodecs' package, which is not installed: "
+                               f'pip install "emseg-lite[formats]" ({exc})') from None
+    return ArraySection(path, check_dtype(path, np.stack(planes)), notes, pixel_size)
+
+
+def _pixel_size_nm(tif) -> float | None:
+    """Pixel size in nm from OME-TIFF (PhysicalSizeX) or ImageJ (resolution and unit), else None.
+
+    Plain TIFF resolution tags are not trusted: most software writes 72 dpi whatever the image."""
+    from .pixelsize import from_imagej, from_ome
+
+    if tif.is_ome:
+        return from_ome(tif.ome_metadata)
+    if tif.is_imagej:
+        page = tif.pages.first
+        return from_imagej(tif.imagej_metadata or {}, page.tags.get("XResolution"))
+    return None
 
 
 def _segment_rows(keyframe, height: int) -> int:
@@ -100,8 +154,8 @@ def _native(data: np.ndarray) -> np.ndarray:
 
 
 class _TiffSection(Section):
-    def __init__(self, path, tif, pages, height, width, samples, dtype, notes):
-        super().__init__(path, pages, height, width, np.dtype(dtype).newbyteorder("="), notes)
+    def __init__(self, path, tif, pages, height, width, samples, dtype, notes, pixel_size=None):
+        super().__init__(path, pages, height, width, np.dtype(dtype).newbyteorder("="), notes, pixel_size)
         self._tif = tif
         self._samples = samples
 
@@ -115,36 +169,11 @@ class _TiffSection(Section):
         self._tif.close()
 
 
-class _ContiguousSection(_TiffSection):
-    """Uncompressed pages stored one after another: regions come from a memory map of their rows."""
-
-    def __init__(self, path, tif, offset, pages, height, width, samples, file_dtype, notes):
-        super().__init__(path, tif, pages, height, width, samples, file_dtype, notes)
-        self._offset = offset
-        self._file_dtype = np.dtype(file_dtype)
-        self._row_shape = (width, samples) if samples > 1 else (width,)
-        expected = offset + pages * height * width * samples * self._file_dtype.itemsize
-        if path.stat().st_size < expected:
-            raise InputError(path, f"truncated or corrupt TIFF (image data ends at byte {expected:,}, "
-                                   f"the file has {path.stat().st_size:,})")
-
-    def read(self, page: int, region: Region) -> np.ndarray:
-        row_bytes = self.width * self._samples * self._file_dtype.itemsize
-        start = self._offset + (page * self.height + region.y0) * row_bytes
-        rows = np.memmap(self.path, dtype=self._file_dtype, mode="r", offset=start,
-                         shape=(region.height, *self._row_shape))
-        try:
-            data = np.array(rows[:, region.x0 : region.x1])
-        finally:
-            del rows  # unmapped: what was read does not stay in this process's memory
-        return self._finish(data)
-
-
 class _SegmentedSection(_TiffSection):
     """Pages in strips or tiles: a region decodes only the segments it touches."""
 
-    def __init__(self, path, tif, frames, keyframe, height, width, samples, dtype, notes):
-        super().__init__(path, tif, len(frames), height, width, samples, dtype, notes)
+    def __init__(self, path, tif, frames, keyframe, height, width, samples, dtype, notes, pixel_size):
+        super().__init__(path, tif, len(frames), height, width, samples, dtype, notes, pixel_size)
         self._frames = frames
         self._keyframe = keyframe
         self._decode = keyframe.decode

@@ -314,3 +314,54 @@ def test_section_too_big_for_png_becomes_a_tiled_tiff(mosaic_tiff, tmp_path):
     probability = segmenter.window_probabilities(section, (0, 0), *section.shape, corner, encode)
     expected = segmenter.to_mask(probability > segmenter.card.postprocessing.threshold)
     np.testing.assert_array_equal(mask[corner.slices], expected)
+
+
+def _special_inputs(tmp: Path, vnc_tiff: Path):
+    (tmp / "loop.png").symlink_to(tmp / "loop.png")
+    os.mkfifo(tmp / "pipe.png")
+    tifffile.imwrite(tmp / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    broken_imagej = vnc_tiff.read_bytes().replace(b"images=1", b"images=9")
+    (tmp / "badij.tif").write_bytes(broken_imagej)
+    return {
+        "symlink loop": ("loop.png", "cannot be opened (Too many levels of symbolic links)"),
+        "fifo": ("pipe.png", "is not a regular file"),
+        "all nan": ("nan.tif", "has no finite pixel value"),
+    }
+
+
+@pytest.mark.parametrize("case", ["symlink loop", "fifo", "all nan"])
+def test_special_inputs_are_one_line_without_hanging(case, tmp_path, vnc_tiff):
+    name, problem = _special_inputs(tmp_path, vnc_tiff)[case]
+    result = subprocess.run([CLI, "segment", str(tmp_path / name), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=60)
+    assert_clean_failure(result, name, problem)
+    assert not (tmp_path / "out").exists() or outputs_in(tmp_path / "out") == []
+    assert "slice(s) from" not in result.stderr  # no timing summary after nothing was done
+
+
+def test_tifffile_complaints_do_not_leak_beside_our_errors(tmp_path, vnc_tiff):
+    _special_inputs(tmp_path, vnc_tiff)
+    result = run("segment", tmp_path / "badij.tif", "-o", tmp_path / "out", "-q")
+    assert "tifffile" not in result.stderr and "ERROR:" not in result.stderr, result.stderr
+
+
+def test_a_failed_file_leaves_none_of_its_outputs(test_slice, tmp_path):
+    (tmp_path / "0_prob.tif").mkdir()  # the probability map cannot replace a folder: its commit fails
+    result = run("segment", test_slice, "-o", tmp_path, "--probabilities", "--overwrite")
+    assert result.returncode == 2 and "0_prob.tif: cannot write" in result.stderr, result.stderr
+    assert not (tmp_path / "0_mask.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["0_prob.tif"]
+
+
+def test_a_file_gone_between_listing_and_reading(isbi, tmp_path):
+    from emseg_lite.runtime import Segmenter, batch
+
+    for i in range(3):
+        shutil.copy(isbi / "test" / f"{i}.png", tmp_path / f"{i}.png")
+    files, _ = batch.expand_inputs([str(tmp_path)])
+    (tmp_path / "1.png").unlink()
+    batch.check_out_dir(tmp_path / "out")
+    events = list(batch.run(Segmenter.load(), files, batch.Options(out_dir=tmp_path / "out")))
+    failed = [e for e in events if isinstance(e, batch.FileFailed)]
+    assert len(failed) == 1 and "1.png: no such file" in str(failed[0].error)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_mask.png", "2_mask.png"]
