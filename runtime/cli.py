@@ -265,6 +265,66 @@ def evaluate(
             typer.echo(f"{name:<16}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
 
 
+@app.command()
+def watch(
+    inbox: Annotated[Path, typer.Argument(help="Folder the microscope writes sections to (local or a share).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks and the watch journal.")],
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    post: Annotated[Optional[Post], typer.Option(help="Post-processing (default: card).")] = None,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the inbox.")] = 1.0,
+    settle: Annotated[float, typer.Option(min=0.0, help="Seconds a file's size and time must stay the same.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Segment what is there and settled, then exit (cron).")] = False,
+    log_json: Annotated[Optional[Path], typer.Option(help="Also append one JSON line per section to this file.")] = None,
+    block: Annotated[Optional[int], typer.Option(min=16, help="Block size for big sections (default: as segment).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+) -> None:
+    """Segment sections as they arrive: catch up on INBOX, then keep watching it (Ctrl-C stops after
+    the current section). One line per section: name, time, regions."""
+    import signal
+    import threading
+
+    from .batch import check_out_dir
+    from .errors import EmsegError
+    from .watch import FileSkipped, Watcher, check_folders
+
+    try:
+        check_folders(inbox, out)
+        check_out_dir(out)
+    except EmsegError as exc:
+        raise _fail(exc) from None
+    segmenter = _load(model, threads)
+    try:
+        watcher = Watcher(segmenter, inbox, out, segmenter.postprocessing(post.value if post else None), settle, block)
+    except OSError as exc:
+        raise _fail(f"{out}: cannot use as output folder ({exc.strerror or exc})") from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    log = log_json.open("a", encoding="utf-8") if log_json else None
+    if not quiet and not once:
+        typer.echo(f"watching {inbox} every {interval:g} s (files settle after {settle:g} s); Ctrl-C stops", err=True)
+    try:
+        while not stop.is_set():
+            for event in watcher.poll(once=once, stop=stop):
+                if isinstance(event, FileSkipped):
+                    _error(event.error)
+                    continue
+                if not quiet:
+                    where = "" if event.section is None else f"[{event.section}]"
+                    regions = f", {event.regions} regions" if event.regions is not None else ""
+                    typer.echo(f"{event.path.name}{where} -> {event.output.name} ({1000 * event.seconds:.0f} ms{regions})")
+                if log:
+                    log.write(json.dumps(event.record()) + "\n")
+                    log.flush()
+            if once:
+                break
+            stop.wait(interval)
+    finally:
+        if log:
+            log.close()
+
+
 class ProbabilityType(str, Enum):
     uint8 = "uint8"
     float16 = "float16"

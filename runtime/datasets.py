@@ -71,7 +71,7 @@ def locate(root: str | Path) -> tuple[Path, Path]:
 def image_files(folder: Path) -> list[Path]:
     """Image files in ``folder`` ordered by the first number in their name, then by name."""
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=natural_key)
 
 
 def parse_sections(text: str) -> list[int]:
@@ -86,7 +86,8 @@ def parse_sections(text: str) -> list[int]:
     return sections
 
 
-def _natural_key(path: Path) -> tuple:
+def natural_key(path: Path) -> tuple:
+    """Order by the first number in the name (``2.png`` before ``10.png``), then by name."""
     match = re.search(r"\d+", path.stem)
     return (int(match[0]) if match else -1, path.name)
 
