@@ -120,6 +120,9 @@ class Training:
     seed: int
     loss: str
     machine: str
+    pixel_size_nm: Optional[float] = None
+    """Pixel size of the training sections in nm (ISBI 2012: 4.0), where known: the
+    scale the model expects. Published with the bioimage.io package's axes."""
 
 
 @dataclass(frozen=True)

@@ -183,12 +183,17 @@ def _summary(timings: dict[str, list[float]], files: int) -> str:
 def info(
     model: Annotated[Optional[str], typer.Argument(help="A .tflite file or embedded model name (default: int8).")] = None,
     threads: ThreadsOption = None,
+    image: Annotated[Optional[Path], typer.Option(
+        help="Also describe an input file: sections, size, pixel type and pixel size.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the card and runtime as JSON.")] = False,
 ) -> None:
-    """Show a model's card, the interpreter backend in use and the thread count."""
+    """Show a model's card, the interpreter backend in use and the thread count (and an input's)."""
     from . import registry
     from .amx import forgo_amx
     from .backend import backend
+
+    if image is not None:
+        _describe(image, as_json)
 
     from . import native
 
@@ -223,6 +228,24 @@ def info(
     lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}",
               f"watershed      {runtime['region_operations']}"]
     typer.echo("\n".join(lines))
+
+
+def _describe(path: Path, as_json: bool) -> None:
+    from .errors import EmsegError
+    from .io import open_section
+
+    try:
+        with open_section(path) as section:
+            facts = {"file": str(path), "sections": section.pages, "width": section.width, "height": section.height,
+                     "dtype": section.dtype.name, "pixel_size_nm": section.pixel_size_nm, "notes": section.notes}
+    except EmsegError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"image": facts}))
+        return
+    size = f"{facts['pixel_size_nm']:g} nm" if facts["pixel_size_nm"] else "not in the file"
+    typer.echo(f"image          {path}: {facts['sections']} section(s) of {facts['width']} x {facts['height']} "
+               f"{facts['dtype']}, pixel size {size}")
 
 
 def _ranges(sections: list[int]) -> str:
@@ -358,6 +381,7 @@ def volume(
         raise _fail(f"emseg-lite volume needs the volume extra ({exc.name} is missing): "
                     'pip install "emseg-lite[volume]"') from None
     from . import registry
+    from .batch import ScaleCheck
     from .card import ModelCard, card_path_for
     from .errors import EmsegError
 
@@ -368,6 +392,7 @@ def volume(
         card = ModelCard.load(card_path_for(model_path))
         card.check_model_file(model_path)
         source = open_volume(input)
+        ScaleCheck(card.training.pixel_size_nm).check(source)
         plan = engine.plan(card, source, card.postprocessing, block)
         job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
                          plan, probabilities.value if probabilities else None)

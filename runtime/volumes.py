@@ -19,6 +19,7 @@ from .blocks import Region
 from .datasets import image_files
 from .errors import InputError
 from .io import IMAGE_SUFFIXES, Section, check_dtype, check_size, open_section
+from .pixelsize import to_nm
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,14 @@ def _is_zarr(path: Path) -> bool:
 
 
 class _TiffVolume(VolumeSection):
-    """A multi-page TIFF: its pages, read by region."""
+    """A multi-page TIFF (or MRC): its pages, read by region."""
 
     def __init__(self, section: Section):
-        super().__init__(section.path, section.pages, section.height, section.width, section.dtype, section.notes)
+        super().__init__(section.path, section.pages, section.height, section.width, section.dtype, section.notes,
+                         section.pixel_size_nm)
         self._section = section
+        if section.pixel_size_nm:
+            self.scale = Scale(None, section.pixel_size_nm, section.pixel_size_nm, "nanometer")
 
     def read(self, page: int, region: Region) -> np.ndarray:
         return self._section.read(page, region)
@@ -112,7 +116,8 @@ class _ZarrVolume(VolumeSection):
                                        f"and time point (axes {''.join(axes)}, shape {array.shape})")
         check_size(path, (shape["y"], shape["x"]), 1 << 40)
         dtype = check_dtype(path, np.zeros(0, array.dtype)).dtype
-        super().__init__(path, shape.get("z", 1), shape["y"], shape["x"], dtype, [])
+        super().__init__(path, shape.get("z", 1), shape["y"], shape["x"], dtype, [],
+                         to_nm(scale.x, scale.unit) if scale.x else None)
         self.array = array
         self.axes = axes
         self.scale = scale

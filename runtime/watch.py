@@ -33,7 +33,7 @@ from typing import Iterator, Union
 import numpy as np
 
 from . import sinks
-from .batch import OUTPUT_TAGS
+from .batch import OUTPUT_TAGS, ScaleCheck
 from .blockwise import finish_block, infer_block, plan_for, prepare_page
 from .card import PostProcessing
 from .datasets import natural_key
@@ -98,6 +98,7 @@ class Watcher:
         self.settle = settle
         self.block = block
         self._seen: dict[str, _Seen] = {}
+        self._scale = ScaleCheck(segmenter.card.training.pixel_size_nm)
         self._journal = self._load_journal()
         self._remove_leftovers()
 
@@ -175,6 +176,7 @@ class Watcher:
         except EmsegError as exc:
             yield from self._failed(path, info, exc, entry)
             return
+        self._scale.check(section)
         with section:
             stack = entry.stack if entry is not None and not changed else (
                 section.is_stack or path.suffix.lower() in MRC_SUFFIXES)

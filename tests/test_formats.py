@@ -122,3 +122,27 @@ def test_a_file_changed_while_being_read_is_one_error(tmp_path, pages):
             fh.truncate(4096)
         with pytest.raises(InputError, match=r"live.tif: cannot read section 2 .*changed or removed while being read"):
             section.read(2, REGION)
+
+
+def test_an_input_at_another_scale_is_said_once(tmp_path, pages):
+    import json
+    import shutil
+
+    from emseg_lite.runtime import registry
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(registry.embedded_models()["int8"], model)
+    card = json.loads(registry.embedded_models()["int8"].with_suffix(".json").read_text())
+    card["training"]["pixel_size_nm"] = 4.0
+    model.with_suffix(".json").write_text(json.dumps(card))
+    for name, nm in (("a.tif", 8.0), ("b.tif", 8.0), ("c.tif", 4.6)):
+        tifffile.imwrite(tmp_path / name, pages[0][:512, :512], imagej=True, resolution=(1 / nm, 1 / nm),
+                         metadata={"unit": "nm"})
+    result = subprocess.run([CLI, "segment", *(str(tmp_path / n) for n in ("a.tif", "b.tif", "c.tif")), "-o",
+                             str(tmp_path / "out"), "--model", str(model), "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "a.tif: pixels of 8 nm, but the model learnt sections of 4 nm" in warnings[0]
+    quiet = subprocess.run([CLI, "segment", str(tmp_path / "c.tif"), "-o", str(tmp_path / "out2"), "--model",
+                            str(model), "-q"], capture_output=True, text=True)
+    assert "WARNING" not in quiet.stderr  # 4.6 nm is within a quarter of 4
