@@ -365,3 +365,17 @@ def test_a_file_gone_between_listing_and_reading(isbi, tmp_path):
     failed = [e for e in events if isinstance(e, batch.FileFailed)]
     assert len(failed) == 1 and "1.png: no such file" in str(failed[0].error)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_mask.png", "2_mask.png"]
+
+
+def test_a_block_that_fails_to_decode_leaves_no_output(mosaic_tiff, tmp_path):
+    path, mosaic = mosaic_tiff
+    broken = tmp_path / "broken.tif"
+    tifffile.imwrite(broken, mosaic, tile=(256, 256), compression="zlib")
+    with tifffile.TiffFile(broken) as tif:
+        offset = tif.pages[0].dataoffsets[200]
+    raw = bytearray(broken.read_bytes())
+    raw[offset : offset + 256] = b"\xff" * 256
+    broken.write_bytes(bytes(raw))
+    result = run("segment", broken, "-o", tmp_path / "out", "--block", "1008", "--probabilities")
+    assert_clean_failure(result, "broken.tif", "cannot decode section 0, tile 200")
+    assert outputs_in(tmp_path / "out") == []
