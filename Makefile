@@ -21,15 +21,25 @@ ZIP           ?= $(SHIPPED_OUT)/emseg.bioimageio.zip
 # bioimageio.core with TensorFlow/Keras 3 and onnxruntime, apart from .venv's tf-keras
 ZOO_VENV      ?= .venv-bioimageio
 ZOO_STAMP     := $(ZOO_VENV)/.installed
+# the slim runtime with the oldest ai-edge-litert that pyproject.toml allows
+MIN_VENV      ?= .venv-litert-min
+MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed bioimageio check-bioimageio test bench clean
+.PHONY: train export embed bioimageio check-bioimageio check-litert-min test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[train,bioimageio,test]"
+	touch $@
+
+$(MIN_STAMP): pyproject.toml tests/lower_bound.py
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -e . pytest scipy "$$($(PYTHON) tests/lower_bound.py ai-edge-litert)"
 	touch $@
 
 $(ZOO_STAMP): tests/bioimageio-requirements.txt
@@ -58,11 +68,16 @@ check-bioimageio: $(ZOO_STAMP)  ## `bioimageio test` on $(ZIP), both weight form
 			--weight-format $$format || exit 1; \
 	done
 
+check-litert-min: $(MIN_STAMP)  ## the runtime's tests, embedded models included, on the oldest ai-edge-litert allowed
+	$(MIN_VENV)/bin/python -c "import importlib.metadata as m; print('ai-edge-litert', m.version('ai-edge-litert'), '+ numpy', m.version('numpy'))"
+	$(MIN_VENV)/bin/python -m pytest tests --runtime-only -p no:cacheprovider -q --ignore=tests/test_install.py
+
 embed:  ## ship the exported int8, float16 and float32 models inside the package
 	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) runtime/models/
 
-test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, then the benchmarks in quick mode
+test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests
+	$(MAKE) check-litert-min
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-min-rounds=1 --benchmark-max-time=0.05 --benchmark-warmup=off
 
 bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks/results/
@@ -72,4 +87,4 @@ bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks
 	$(BIN)/python -m benchmarks.figure --out benchmarks/results
 
 clean:
-	rm -rf $(VENV) $(ZOO_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build
+	rm -rf $(VENV) $(ZOO_VENV) $(MIN_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build
