@@ -1,6 +1,7 @@
 # emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests.
 # A fresh machine needs only Python 3.11 and make: the first target creates .venv.
 # `make bioimageio` packages the shipped model for the bioimage.io Model Zoo and tests the zip;
+# `make check-aarch64` runs the slim runtime on Linux aarch64 under qemu (root, slow).
 
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)
 VENV       ?= .venv
@@ -27,7 +28,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed bioimageio check-bioimageio check-litert-min test bench clean
+.PHONY: train export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +72,9 @@ check-bioimageio: $(ZOO_STAMP)  ## `bioimageio test` on $(ZIP), both weight form
 check-litert-min: $(MIN_STAMP)  ## the runtime's tests, embedded models included, on the oldest ai-edge-litert allowed
 	$(MIN_VENV)/bin/python -c "import importlib.metadata as m; print('ai-edge-litert', m.version('ai-edge-litert'), '+ numpy', m.version('numpy'))"
 	$(MIN_VENV)/bin/python -m pytest tests --runtime-only -p no:cacheprovider -q --ignore=tests/test_install.py
+
+check-aarch64: $(STAMP)  ## the slim runtime on aarch64 under qemu-user, masks compared with x86-64 (root)
+	bash tests/check_aarch64.sh
 
 embed:  ## ship the exported int8, float16 and float32 models inside the package
 	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) runtime/models/
