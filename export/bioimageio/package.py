@@ -82,7 +82,8 @@ def locate_full_model(source: Path) -> tuple[Path, ModelCard]:
     else:
         raise ModelError(source, "no such run directory, export folder or .keras model")
     if card.variant != "keras":
-        raise ModelError(path, f"is described by a {card.variant!r} card; the package is built from the full Keras model")
+        raise ModelError(path, f"is described by a {card.variant!r} card; "
+                               "the package is built from the full Keras model")
     card.check_model_file(path)
     return path, card
 
@@ -113,8 +114,9 @@ def build_package(source: Path, out: Path, *, name: str = "emseg", data: str | N
     onnx_card.save(out / CARD_FILE)
     if not onnx_card.agreement.passed:
         a = onnx_card.agreement
-        raise GateFailure(f"onnx: largest probability difference {a.max_abs_diff:.3g} (limit {a.max_abs_diff_limit:g}), "
-                          f"{100 * a.pixel_agreement:.4f}% pixel agreement (floor {100 * a.floor:g}%)")
+        raise GateFailure(f"onnx: largest probability difference {a.max_abs_diff:.3g} "
+                          f"(limit {a.max_abs_diff_limit:g}), {100 * a.pixel_agreement:.4f}% pixel agreement "
+                          f"(floor {100 * a.floor:g}%)")
 
     target = out / f"{name}.bioimageio.zip"
     _write_zip(target, _contents(model, card, onnx_card, onnx_bytes, volume.images[0], target.name))
