@@ -1,5 +1,7 @@
 # emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests.
 # A fresh machine needs only Python 3.11 and make: the first target creates .venv.
+# `make bioimageio` packages the shipped model for the bioimage.io Model Zoo and tests the zip;
+# `make check-aarch64` runs the slim runtime on Linux aarch64 under qemu (root, slow).
 
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)
 VENV       ?= .venv
@@ -10,28 +12,76 @@ PRESET     ?= edge
 EMSEG_DATA ?= $(wildcard ../shared/data)
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
+# The shipped model's float weights (full Keras model + its keras card beside it), the int8 model
+# they must have been trained with, and the training pixel size (ISBI 2012: 4 x 4 nm).
+SHIPPED       ?= runtime/models/emseg-keras.keras
+SHIPPED_INT8  ?= runtime/models/emseg-int8.json
+SHIPPED_OUT   ?= $(MODELS)/shipped
+PIXEL_SIZE_NM ?= 4
+ZIP           ?= $(SHIPPED_OUT)/emseg.bioimageio.zip
+# bioimageio.core with TensorFlow/Keras 3 and onnxruntime, apart from .venv's tf-keras
+ZOO_VENV      ?= .venv-bioimageio
+ZOO_STAMP     := $(ZOO_VENV)/.installed
+# the slim runtime with the oldest ai-edge-litert that pyproject.toml allows
+MIN_VENV      ?= .venv-litert-min
+MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed test bench bench-big clean
+.PHONY: train export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,test,volume,formats]"
+	$(BIN)/python -m pip install --quiet -e ".[train,bioimageio,test,volume,formats]"
+	touch $@
+
+$(MIN_STAMP): pyproject.toml tests/lower_bound.py
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -e . pytest scipy "$$($(PYTHON) tests/lower_bound.py ai-edge-litert)"
+	touch $@
+
+$(ZOO_STAMP): tests/bioimageio-requirements.txt
+	rm -rf $(ZOO_VENV)
+	$(PYTHON) -m venv $(ZOO_VENV)
+	$(ZOO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ZOO_VENV)/bin/python -m pip install --quiet -r tests/bioimageio-requirements.txt
 	touch $@
 
 train: $(STAMP)  ## train the U-Net (float, then QAT) into $(RUN)
 	$(BIN)/python -m emseg_lite.train --data $(DATA) --out $(RUN) --preset $(PRESET)
 
-export: $(STAMP)  ## convert $(RUN) to TFLite int8 / float16 / float32 in $(MODELS)
-	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS)
+export: $(STAMP)  ## convert $(RUN) to TFLite int8 / float16 / float32 and a bioimage.io zip in $(MODELS)
+	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS) --pixel-size-nm $(PIXEL_SIZE_NM)
+
+bioimageio: $(STAMP)  ## package the shipped model's float weights ($(SHIPPED)) as $(ZIP), then test it
+	$(BIN)/python -m emseg_lite.export.bioimageio $(SHIPPED) --out $(SHIPPED_OUT) \
+		--float-model-of $(SHIPPED_INT8) --pixel-size-nm $(PIXEL_SIZE_NM) --data $(DATA)
+	$(MAKE) check-bioimageio ZIP=$(ZIP)
+
+check-bioimageio: $(ZOO_STAMP)  ## `bioimageio test` on $(ZIP), both weight formats, in $(ZOO_VENV)
+	@# in a scratch folder: bioimageio.core unzips SavedModels into the working directory
+	work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && cd "$$work" && \
+	for format in onnx tensorflow_saved_model_bundle; do \
+		env -u TF_USE_LEGACY_KERAS $(abspath $(ZOO_VENV))/bin/bioimageio test $(abspath $(ZIP)) \
+			--weight-format $$format || exit 1; \
+	done
+
+check-litert-min: $(MIN_STAMP)  ## the runtime's tests, embedded models included, on the oldest ai-edge-litert allowed
+	$(MIN_VENV)/bin/python -c "import importlib.metadata as m; print('ai-edge-litert', m.version('ai-edge-litert'), '+ numpy', m.version('numpy'))"
+	$(MIN_VENV)/bin/python -m pytest tests --runtime-only -p no:cacheprovider -q --ignore=tests/test_install.py
+
+check-aarch64: $(STAMP)  ## the slim runtime on aarch64 under qemu-user, masks compared with x86-64 (root)
+	bash tests/check_aarch64.sh
 
 embed:  ## ship the exported int8, float16 and float32 models inside the package
 	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) runtime/models/
 
-test: $(STAMP)  ## unit + integration tests, then the benchmarks in quick mode
+test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests
+	$(MAKE) check-litert-min
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-min-rounds=1 --benchmark-max-time=0.05 --benchmark-warmup=off
 
 bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks/results/
@@ -47,4 +97,4 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end (~10 min): benchm
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks emseg_lite.egg-info
+	rm -rf $(VENV) $(ZOO_VENV) $(MIN_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build

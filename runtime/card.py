@@ -26,7 +26,7 @@ from .files import atomic_write_text, file_sha256
 
 SCHEMA = "emseg-lite/model-card"
 SCHEMA_VERSION = 1
-VARIANTS = ("keras", "float32", "float16", "int8", "int8-ptq")
+VARIANTS = ("keras", "float32", "float16", "int8", "int8-ptq", "onnx")
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,20 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Agreement:
-    """A variant's masks compared with the full Keras model's on validation."""
+    """A variant's masks compared with the full Keras model's on validation.
+
+    ``max_abs_diff`` is the largest difference in membrane probability over all
+    validation pixels; ``max_abs_diff_limit``, where set, gates it too (float
+    formats such as ONNX must reproduce the full model, not just its masks).
+    """
 
     pixel_agreement: float
     membrane_dice: float
     v_rand_diff: float
     floor: float
     passed: bool
+    max_abs_diff: Optional[float] = None
+    max_abs_diff_limit: Optional[float] = None
 
 
 @dataclass(frozen=True)

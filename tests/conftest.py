@@ -3,6 +3,11 @@
 Tests that need real data fail loudly when ``CI`` is set and the data is
 missing, and are skipped otherwise, so a laptop without the data can still run
 the unit tests.
+
+``pytest --runtime-only`` runs the slim runtime's tests alone, in an environment
+without TensorFlow (``make check-litert-min``): modules that use the train or
+export layer, the quick model built with them, or the volume and formats
+extras, are not collected.
 """
 from __future__ import annotations
 
@@ -14,6 +19,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_TRAINING_STACK = ("emseg_lite.train", "emseg_lite.export", "quick_run", "quick_models",
+                   "import zarr", "import mrcfile")
+"""What --runtime-only leaves out: the training stack, and the volume and formats extras
+(their tests run in .venv; the oldest-LiteRT environment checks the interpreter)."""
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runtime-only", action="store_true",
+                     help="Only the slim runtime's tests: skip modules that need TensorFlow (train/export).")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if not config.getoption("--runtime-only") or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    text = collection_path.read_text(encoding="utf-8")
+    return True if any(name in text for name in _TRAINING_STACK) else None
 
 
 def _data_root() -> Path:

@@ -5,11 +5,13 @@ process that makes it.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from emseg_lite.runtime.io import read_slices
 from emseg_lite.runtime.segmenter import Segmenter
@@ -45,3 +47,16 @@ def test_amx_refused_and_int8_results_unchanged(test_slice, tmp_path):
         assert state.startswith("not applicable"), state
     here = Segmenter.load("int8").probabilities(read_slices(test_slice).pages[0])
     np.testing.assert_array_equal(np.load(saved), here)
+
+
+@pytest.mark.parametrize("platform, machine", [("linux", "aarch64"), ("darwin", "arm64"), ("win32", "AMD64"),
+                                               ("linux", "armv7l")])
+def test_amx_guard_is_a_no_op_where_amx_cannot_exist(platform, machine, monkeypatch):
+    # Nothing may be loaded or filtered: the guard must answer before touching libc or seccomp.
+    from emseg_lite.runtime import amx
+
+    monkeypatch.setattr(amx.sys, "platform", platform)
+    monkeypatch.setattr(amx.os, "uname", lambda: os.uname_result(("Linux", "board", "6.1", "#1", machine)),
+                        raising=False)
+    monkeypatch.setattr(amx.ctypes, "CDLL", lambda *a, **k: pytest.fail("libc must not be loaded here"))
+    assert amx.forgo_amx.__wrapped__() == "not applicable (no AMX on this platform)"
