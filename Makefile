@@ -1,4 +1,6 @@
-# emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests.
+# emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests;
+# `make finetune IMAGES=... LABELS=... RUN=runs/mine` then `make export RUN=runs/mine MODELS=models/mine`
+# adapts the shipped model to a lab's own labelled sections.
 # A fresh machine needs only Python 3.11 and make: the first target creates .venv.
 
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)
@@ -8,12 +10,16 @@ RUN        ?= runs/latest
 MODELS     ?= models
 PRESET     ?= edge
 EMSEG_DATA ?= $(wildcard ../shared/data)
+IMAGES     ?=
+LABELS     ?=
+FINETUNE   ?=
+# e.g. FINETUNE="--sections 0,12,24,36,48 --label-kind instances"
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed test bench clean
+.PHONY: train finetune export embed test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +30,16 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## train the U-Net (float, then QAT) into $(RUN)
 	$(BIN)/python -m emseg_lite.train --data $(DATA) --out $(RUN) --preset $(PRESET)
 
+finetune: $(STAMP)  ## fine-tune the shipped model on IMAGES + LABELS (a lab's own sections) into $(RUN)
+	@test -n "$(IMAGES)" -a -n "$(LABELS)" || { echo "usage: make finetune IMAGES=stack.tif LABELS=labels.tif RUN=runs/mine" >&2; exit 2; }
+	$(BIN)/python -m emseg_lite.train.finetune --images $(IMAGES) --labels $(LABELS) --out $(RUN) $(FINETUNE)
+
 export: $(STAMP)  ## convert $(RUN) to TFLite int8 / float16 / float32 in $(MODELS)
 	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS)
 
-embed:  ## ship the exported int8, float16 and float32 models inside the package
-	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) runtime/models/
+embed:  ## ship the exported int8, float16 and float32 models, and their float Keras model, inside the package
+	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) \
+	   $(MODELS)/emseg-keras.keras $(MODELS)/emseg-keras.json runtime/models/
 
 test: $(STAMP)  ## unit + integration tests, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests

@@ -43,7 +43,8 @@ HALO_TOLERANCE = 1.0 / 256
 probability by less than the shipped model can represent."""
 
 
-def choose_postprocessing(maps: list[np.ndarray], volume: LabeledVolume) -> PostProcessing:
+def choose_postprocessing(maps: list[np.ndarray], volume: LabeledVolume,
+                          sigmas: tuple[float, ...] = SIGMAS) -> PostProcessing:
     """The best post-processing of ``maps`` (one per section of ``volume``) under the volume's metric."""
     def score(post: PostProcessing) -> float:
         mean = score_volume(maps, volume, {"p": post}).mean("p")
@@ -52,7 +53,7 @@ def choose_postprocessing(maps: list[np.ndarray], volume: LabeledVolume) -> Post
     plain = {t: score(PostProcessing(method="none", threshold=t)) for t in THRESHOLDS}
     threshold = max(plain, key=plain.get)
     scored = [(plain[threshold], PostProcessing(method="none", threshold=threshold))]
-    for seed, sigma, area, levels in itertools.product(SEED_THRESHOLDS, SIGMAS, MIN_SEED_AREAS, LEVELS):
+    for seed, sigma, area, levels in itertools.product(SEED_THRESHOLDS, sigmas, MIN_SEED_AREAS, LEVELS):
         candidate = PostProcessing("watershed", threshold, seed, area, sigma, levels)
         scored.append((score(candidate), candidate))
     best = max(s for s, _ in scored)
