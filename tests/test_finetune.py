@@ -184,11 +184,11 @@ def test_unreadable_weights_are_refused(fib, tmp_path):
     images, labels = fib / "train-volume.tif", fib / "train-labels.tif"
     _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-keras.keras: model file does not match its card")
     card = ModelCard.load(base / "emseg-keras.json")
-    dataclasses.replace(card, model=dataclasses.replace(card.model, size_bytes=11,
-                                                        sha256=file_sha256(base / "emseg-keras.keras"))).save(base / "emseg-keras.json")
-    _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-keras.keras: cannot read the Keras model")
-    shutil.copy(EMBEDDED_DIR / "emseg-keras.keras", base)
-    shutil.copy(EMBEDDED_DIR / "emseg-keras.json", base)
+    garbage = dataclasses.replace(card.model, size_bytes=11, sha256=file_sha256(base / "emseg-keras.keras"))
+    dataclasses.replace(card, model=garbage).save(base / "emseg-keras.json")
     int8 = ModelCard.load(base / "emseg-int8.json")
-    dataclasses.replace(int8, full_model=dataclasses.replace(int8.full_model, sha256="f" * 64)).save(base / "emseg-int8.json")
+    dataclasses.replace(int8, full_model=garbage).save(base / "emseg-int8.json")
+    _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-keras.keras: cannot read the Keras model")
+    for name in ("emseg-keras.keras", "emseg-keras.json"):
+        shutil.copy(EMBEDDED_DIR / name, base)
     _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-int8.tflite: not from the same run as emseg-keras.keras")
