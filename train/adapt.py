@@ -12,7 +12,9 @@ Held-out sections: the last ``ceil(n / 5)`` of the n labelled sections, whole,
 when n >= ``MIN_SECTIONS_FOR_HOLDOUT``. They choose the post-processing (the
 fine-tuned and the zero-shot model each get their best from the same grid by
 the same rule, so the comparison is like for like) and decide which model the
-card recommends. They never steer training: the schedule is fixed. With fewer
+card recommends. They never steer the float fine-tuning, whose schedule is fixed; the
+QAT distillation keeps the best of its three epochs by them, as ``make train`` does,
+which moves the int8 model towards the float one, not towards them. With fewer
 sections every one trains, the card says that nothing was measured, and the
 post-processing is ``FALLBACK_POSTPROCESSING``, chosen while developing the
 recipe (never on the user's sections).
@@ -38,13 +40,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from emseg_lite.runtime.card import (Comparison, LabelSource, ModelCard, ModelFile, PostProcessing, Scores,
                                      TensorSpec, Tiling, Training)
 from emseg_lite.runtime.datasets import LabeledVolume, load_labeled
 from emseg_lite.runtime.errors import InputError
-from emseg_lite.runtime.evaluate import Report, both_methods, score_volume
+from emseg_lite.runtime.evaluate import Report, score_volume
 from emseg_lite.runtime.files import file_sha256
 from emseg_lite.runtime.labels import LabelSpec
 
