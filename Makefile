@@ -1,4 +1,6 @@
-# emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests.
+# emseg-lite: `make train export` trains and exports the membrane model; `make test` runs the tests;
+# `make finetune IMAGES=... LABELS=... RUN=runs/mine` then `make export RUN=runs/mine MODELS=models/mine`
+# adapts the shipped model to a lab's own labelled sections.
 # A fresh machine needs only Python 3.11 and make: the first target creates .venv.
 # `make bioimageio` packages the shipped model for the bioimage.io Model Zoo and tests the zip;
 # `make check-aarch64` runs the slim runtime on Linux aarch64 under qemu (root, slow).
@@ -10,6 +12,10 @@ RUN        ?= runs/latest
 MODELS     ?= models
 PRESET     ?= edge
 EMSEG_DATA ?= $(wildcard ../shared/data)
+IMAGES     ?=
+LABELS     ?=
+FINETUNE   ?=
+# e.g. FINETUNE="--sections 0,12,24,36,48 --label-kind instances"
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 # The shipped model's float weights (full Keras model + its keras card beside it), the int8 model
@@ -28,7 +34,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big clean
+.PHONY: train finetune export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +59,11 @@ $(ZOO_STAMP): tests/bioimageio-requirements.txt
 train: $(STAMP)  ## train the U-Net (float, then QAT) into $(RUN)
 	$(BIN)/python -m emseg_lite.train --data $(DATA) --out $(RUN) --preset $(PRESET)
 
+finetune: $(STAMP)  ## fine-tune the shipped model on IMAGES + LABELS (a lab's own sections) into $(RUN)
+	@test -n "$(IMAGES)" -a -n "$(LABELS)" || { echo "usage: make finetune IMAGES=stack.tif LABELS=labels.tif RUN=runs/mine" >&2; exit 2; }
+	$(BIN)/python -m emseg_lite.train.finetune --images $(IMAGES) --labels $(LABELS) --out $(RUN) $(FINETUNE)
+
+
 export: $(STAMP)  ## convert $(RUN) to TFLite int8 / float16 / float32 and a bioimage.io zip in $(MODELS)
 	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS) --pixel-size-nm $(PIXEL_SIZE_NM)
 
@@ -76,8 +87,9 @@ check-litert-min: $(MIN_STAMP)  ## the runtime's tests, embedded models included
 check-aarch64: $(STAMP)  ## the slim runtime on aarch64 under qemu-user, masks compared with x86-64 (root)
 	bash tests/check_aarch64.sh
 
-embed:  ## ship the exported int8, float16 and float32 models inside the package
-	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) runtime/models/
+embed:  ## ship the exported int8, float16 and float32 models, and their float Keras model, inside the package
+	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) \
+	   $(MODELS)/emseg-keras.keras $(MODELS)/emseg-keras.json runtime/models/
 
 test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests

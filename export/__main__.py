@@ -46,12 +46,15 @@ def main(
     method = cards[0].postprocessing.method
     typer.echo(f"\n{'variant':<10}{'file':<26}{'size':>10}{'agreement':>11}{'Dice':>8}{'V_rand':>9}{'dV_rand':>9}")
     for card in [*cards, onnx_card]:
-        scores = card.validation["variant" if card.agreement else "full_model"]
-        v_rand = getattr(scores, "watershed" if method == "watershed" else "threshold").v_rand
+        scores = card.validation.get("variant" if card.agreement else "full_model")
+        v_rand = f"{getattr(scores, 'watershed' if method == 'watershed' else 'threshold').v_rand:>9.4f}" if scores else f"{'-':>9}"
         a = card.agreement
         agree = f"{100 * a.pixel_agreement:>10.2f}%{a.membrane_dice:>8.4f}" if a else f"{'(reference)':>11}{'':>8}"
         diff = f"{a.v_rand_diff:>+9.4f}" if a else ""
-        typer.echo(f"{card.variant:<10}{card.model.file:<26}{card.model.size_bytes / 1024:>8.0f}KB{agree}{v_rand:>9.4f}{diff}")
+        typer.echo(f"{card.variant:<10}{card.model.file:<26}{card.model.size_bytes / 1024:>8.0f}KB{agree}{v_rand}{diff}")
+    int8 = next((c for c in cards if c.variant == "int8"), None)
+    if int8 is not None and int8.comparison is not None:
+        typer.echo(f"\nint8 use: {int8.comparison.use} -- {int8.comparison.reason}")
     echo_package(onnx_card, package)
     typer.echo(f"\nmodels and cards in {out}/")
 

@@ -4,20 +4,26 @@ Reads only what train wrote -- ``card.json``, ``model.keras``, ``qat.h5`` -- plu
 the labelled data named in the card. Each variant is converted, written, loaded
 back through the *runtime* (LiteRT, tiling, card checks) and scored on the
 validation sections against the full Keras model, so the figures in its card
-are what a user of that file will get.
+are what a user of that file will get. The full model is written beside the
+variants (``emseg-keras.keras``, without optimizer state) and every variant's
+card names it by sha256 (``full_model``): fine-tuning starts from it.
+
+A fine-tuned run with too few sections to hold any out has no validation
+sections: agreement is then measured on its training sections (it judges the
+conversion, not the model) and the cards carry no held-out figures.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import shutil
 from pathlib import Path
 
 from emseg_lite.runtime.backend import backend
-from emseg_lite.runtime.card import ModelCard, ModelFile, card_path_for
-from emseg_lite.runtime.datasets import load_labeled, locate
-from emseg_lite.runtime.evaluate import both_methods, score_maps
+from emseg_lite.runtime.card import Comparison, ModelCard, ModelFile, Scores, Training, card_path_for
+from emseg_lite.runtime.datasets import LabeledVolume, load_labeled, locate
+from emseg_lite.runtime.evaluate import both_methods, score_volume
+from emseg_lite.runtime.labels import LabelSpec
 from emseg_lite.runtime.files import atomic_write_bytes, file_sha256
 from emseg_lite.runtime.interpreter import tensor_spec
 from emseg_lite.runtime.segmenter import Segmenter
@@ -46,19 +52,22 @@ def export_run(run_dir: Path, out: Path, floor: float, data: str | None = None,
     models = {"float32": float_model, "float16": float_model, "int8": qat.load(run_dir / "qat.h5"),
               "int8-ptq": float_model}
     training = run_card.training
-    volume = load_labeled(*locate(data or training.data))
-    val, train = volume.select(training.val_sections), volume.select(training.train_sections)
+    volume = training_volume(training, data)
+    train = volume.select(training.train_sections)
+    held_out = bool(training.val_sections)
+    val = volume.select(training.val_sections) if held_out else train
 
     tiling = run_card.tiling
     exact_halo = math.ceil(run_card.architecture.receptive_field_radius / tiling.align) * tiling.align
     full_maps = [predict_slice(float_model, image, run_card.normalization, exact_halo, tiling.align)
                  for image in val.images]
     posts = both_methods(run_card.postprocessing)
-    full_report = score_maps(full_maps, val.membrane, val.names, posts)
+    full_report = score_volume(full_maps, val, posts)
     representative = convert.representative_tiles(train, run_card.normalization, tiling.tile, REPRESENTATIVE_TILES)
 
     out.mkdir(parents=True, exist_ok=True)
-    cards = [_copy_full_model(run_dir, run_card, out)]
+    full_card = _write_full_model(float_model, run_card, out)
+    cards = [full_card]
     for variant in variants:
         log.info("converting %s", variant)
         path = out / f"emseg-{variant}.tflite"
@@ -68,17 +77,20 @@ def export_run(run_dir: Path, out: Path, floor: float, data: str | None = None,
         else:
             payload = getattr(convert, f"to_{variant}")(model, tiling.tile)
         atomic_write_bytes(path, payload)
-        card = _describe(run_card, variant, path)
+        card = dataclasses.replace(_describe(run_card, variant, path), full_model=full_card.model)
         card.save(card_path_for(path))
         segmenter = Segmenter.load(path, threads=threads)
         maps = [segmenter.probabilities(image) for image in val.images]
-        report = score_maps(maps, val.membrane, val.names, posts)
+        report = score_volume(maps, val, posts)
         method = run_card.postprocessing.method
+        validation = ({**run_card.validation, "full_model": full_report.evaluation(), "variant": report.evaluation()}
+                      if held_out else {})
         card = dataclasses.replace(
             card,
-            validation={**run_card.validation, "full_model": full_report.evaluation(), "variant": report.evaluation()},
+            validation=validation,
             agreement=agreement(maps, full_maps, run_card.postprocessing, report.mean(method).v_rand,
                                 full_report.mean(method).v_rand, floor),
+            comparison=_measured(run_card.comparison, report.mean(method)),
         )
         card.save(card_path_for(path))
         cards.append(card)
@@ -112,10 +124,32 @@ def _describe(run_card: ModelCard, variant: str, path: Path) -> ModelCard:
     )
 
 
-def _copy_full_model(run_dir: Path, run_card: ModelCard, out: Path) -> ModelCard:
-    """Keep the full Keras model beside its variants: the reference they are measured against."""
+def training_volume(training: Training, data: str | None = None) -> LabeledVolume:
+    """The labelled sections a run learnt from, read as the run read them (``data``: another data folder)."""
+    source = training.labels
+    if source is None or data is not None:
+        return load_labeled(*locate(data or training.data), spec=_spec(source))
+    return load_labeled(source.images, source.labels, spec=_spec(source))
+
+
+def _spec(source) -> LabelSpec | None:
+    return None if source is None else LabelSpec(source.kind, source.membrane_value, source.boundary_width)
+
+
+def _measured(comparison: Comparison | None, variant: Scores) -> Comparison | None:
+    """A fine-tuned run's comparison with the zero-shot model, re-judged with this variant's own figures."""
+    if comparison is None or comparison.zero_shot is None:
+        return comparison
+    from emseg_lite.train.adapt import compare
+
+    return compare(variant, comparison.zero_shot, comparison.sections, comparison.metric)
+
+
+def _write_full_model(model: keras.Model, run_card: ModelCard, out: Path) -> ModelCard:
+    """The full Keras model beside its variants (loaded without compiling, so saved without optimizer
+    state): the reference they are measured against, and where fine-tuning starts."""
     target = out / "emseg-keras.keras"
-    shutil.copyfile(run_dir / run_card.model.file, target)
+    model.save(target)
     card = dataclasses.replace(run_card, model=ModelFile(target.name, target.stat().st_size, file_sha256(target)))
     card.save(card_path_for(target))
     return card

@@ -108,7 +108,29 @@ class Architecture:
 
 
 @dataclass(frozen=True)
+class LabelSource:
+    """The image/label pair a run learnt from and how its labels were read (``runtime.labels``)."""
+
+    images: str
+    labels: str
+    kind: str
+    membrane_value: int
+    boundary_width: int
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    file: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Training:
+    """How the model was made. ``labels`` is set when the data is an explicit image/label pair
+    (otherwise ``data`` is a folder that ``datasets.locate`` understands); ``base_model`` when
+    training started from another model's weights (fine-tuning)."""
+
     data: str
     train_sections: list[int]
     val_sections: list[int]
@@ -123,6 +145,8 @@ class Training:
     pixel_size_nm: Optional[float] = None
     """Pixel size of the training sections in nm (ISBI 2012: 4.0), where known: the
     scale the model expects. Published with the bioimage.io package's axes."""
+    labels: Optional[LabelSource] = None
+    base_model: Optional[ModelFile] = None
 
 
 @dataclass(frozen=True)
@@ -137,10 +161,29 @@ class Scores:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores of one model with plain thresholding and with watershed."""
+    """Scores of one model with plain thresholding and with watershed; ``metric`` is the
+    V_rand / V_info definition (``metrics.METRICS``)."""
 
     threshold: Scores
     watershed: Scores
+    metric: str = "isbi"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A fine-tuned model against the model it started from, on the same held-out sections.
+
+    ``zero_shot``: the base int8 model with its own card's post-processing (what the user
+    had before); ``fine_tuned``: this model with this card's post-processing. ``use`` is
+    ``fine-tuned``, ``zero-shot`` or ``unmeasured`` (no held-out sections), ``reason`` says why.
+    """
+
+    sections: list[int]
+    metric: str
+    use: str
+    reason: str
+    zero_shot: Optional[Scores] = None
+    fine_tuned: Optional[Scores] = None
 
 
 @dataclass(frozen=True)
@@ -162,14 +205,11 @@ class Agreement:
 
 
 @dataclass(frozen=True)
-class ModelFile:
-    file: str
-    size_bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
 class ModelCard:
+    """``full_model``: the float Keras model of the same run (file, size, sha256), which
+    every TFLite variant was converted or distilled from and fine-tuning starts from;
+    ``comparison``: set on fine-tuned models (see ``Comparison``)."""
+
     variant: str
     model: ModelFile
     input: TensorSpec
@@ -184,6 +224,8 @@ class ModelCard:
     validation: dict[str, Evaluation]
     agreement: Optional[Agreement] = None
     versions: dict[str, str] = field(default_factory=dict)
+    full_model: Optional[ModelFile] = None
+    comparison: Optional[Comparison] = None
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 

@@ -7,8 +7,8 @@ Two layouts are accepted, both given as an ``images`` and a ``labels`` path:
 * two multi-page TIFF stacks (``train-volume.tif`` + ``train-labels.tif``), any
   bit depth or byte order that ``io.read_slices`` reads.
 
-Labels must be binary. ``membrane_value`` (ISBI: 0) marks membrane; the one other
-value present marks cell interior. Everything is validated up front and each
+Labels are binary membrane masks or instance ids (``labels.LabelSpec``; by
+default the kind is recognised). Everything is validated up front and each
 problem is one ``InputError`` naming the file.
 """
 from __future__ import annotations
@@ -19,23 +19,47 @@ from pathlib import Path
 
 import numpy as np
 
+from . import labels as label_kinds
 from .errors import InputError
 from .io import IMAGE_SUFFIXES, DEFAULT_MAX_PIXELS, read_slices
+from .labels import LabelSpec
+from .regions import label
 
 
 @dataclass
 class LabeledVolume:
-    """``images``: (n, h, w) in the files' dtype; ``membrane``: (n, h, w) bool, True = membrane."""
+    """``images``: (n, h, w) in the files' dtype; ``membrane``: (n, h, w) bool, True = membrane;
+    ``regions``: (n, h, w) int32 truth regions for scoring (0 = not scored); ``kind``: the
+    labels' kind, ``membrane`` or ``instances``."""
 
     images: np.ndarray
     membrane: np.ndarray
     names: list[str]
+    regions: np.ndarray | None = None
+    kind: str = "membrane"
+
+    def __post_init__(self):
+        if self.regions is None:
+            self.regions = np.zeros(self.membrane.shape, np.int32)
+            for section, membrane in zip(self.regions, self.membrane):
+                section[:] = label(~membrane)[0]
+
+    @property
+    def metric(self) -> str:
+        """The V_rand / V_info definition of the labels' own tradition (see ``metrics``):
+        ISBI's border thinning for membrane masks, CREMI/SNEMI3D's adapted Rand for instance ids."""
+        return "adapted" if self.kind == "instances" else "isbi"
 
     def select(self, sections: list[int]) -> "LabeledVolume":
-        return LabeledVolume(self.images[sections], self.membrane[sections], [self.names[i] for i in sections])
+        return LabeledVolume(self.images[sections], self.membrane[sections], [self.names[i] for i in sections],
+                             self.regions[sections], self.kind)
 
 
-def load_labeled(images: str | Path, labels: str | Path, membrane_value: int = 0) -> LabeledVolume:
+def load_labeled(images: str | Path, labels: str | Path, membrane_value: int = 0,
+                 spec: LabelSpec | None = None) -> LabeledVolume:
+    """Read an image/label pair; ``spec`` says how to read the labels (default: recognise the kind,
+    membrane value ``membrane_value``)."""
+    spec = spec or LabelSpec(membrane_value=membrane_value)
     images, labels = Path(images), Path(labels)
     for path in (images, labels):
         if not path.exists():
@@ -46,8 +70,14 @@ def load_labeled(images: str | Path, labels: str | Path, membrane_value: int = 0
         image_pages, label_pages, names = _load_folder_pair(images, labels)
     else:
         image_pages, label_pages, names = _load_stack_pair(images, labels)
-    membrane = np.stack([_binary_membrane(src, page, membrane_value) for src, page in label_pages])
-    return LabeledVolume(np.stack(image_pages), membrane, names)
+    kind = label_kinds.resolve_kind(labels, label_pages, spec)
+    membrane = np.stack([label_kinds.membrane_target(page, kind, spec) for _, page in label_pages])
+    if kind == "instances" and spec.kind == "auto":
+        label_kinds.check_plausible_instances(labels, membrane)
+    for (source, _), section in zip(label_pages, membrane):
+        label_kinds.check_section(source, section)
+    regions = np.stack([label_kinds.truth_regions(page, kind, spec) for _, page in label_pages])
+    return LabeledVolume(np.stack(image_pages), membrane, names, regions, kind)
 
 
 def locate(root: str | Path) -> tuple[Path, Path]:
@@ -142,17 +172,6 @@ def _single_page(path: Path) -> np.ndarray:
     if slices.notes:
         raise InputError(path, "expected a gray image, not colour")
     return slices.pages[0]
-
-
-def _binary_membrane(source, label: np.ndarray, membrane_value: int) -> np.ndarray:
-    values = np.unique(label)
-    others = values[values != membrane_value]
-    if len(others) > 1 or len(values) > 2:
-        shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
-        raise InputError(
-            source, f"labels must be binary ({membrane_value} = membrane, one other value = cell); found values {shown}"
-        )
-    return label == membrane_value
 
 
 def _wh(shape) -> str:

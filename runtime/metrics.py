@@ -20,6 +20,18 @@ t_i and s_j its marginals:
     V_info = I(S;T) / (0.5 H(T) + 0.5 H(S))                  (eq. 6, alpha = 0.5)
 
 Both are 1 for a perfect segmentation and fall towards 0 with splits and merges.
+
+Two definitions (``METRICS``), differing only in what happens to the proposal's
+own membrane pixels that lie on ground-truth foreground:
+
+* ``isbi``: border thinning as above (ISBI 2012, membrane-mask ground truth);
+* ``adapted``: no thinning; each such pixel counts as a segment of its own
+  (a singleton), as in the adapted Rand of SNEMI3D and CREMI, whose ground
+  truth is instance ids. A 1-pixel watershed border costs little either way;
+  a thick thresholded membrane costs more here.
+
+Ground truth regions come from the caller (``labels.truth_regions``): from a
+membrane mask or from instance ids.
 """
 from __future__ import annotations
 
@@ -27,6 +39,8 @@ import numpy as np
 
 from .card import Scores
 from .regions import label
+
+METRICS = ("isbi", "adapted")
 
 
 def regions(membrane: np.ndarray) -> np.ndarray:
@@ -75,10 +89,17 @@ def _max_of_3x3(labels: np.ndarray) -> np.ndarray:
     return grown
 
 
-def _joint_distribution(truth_labels: np.ndarray, proposal_labels: np.ndarray):
+def _joint_distribution(truth_labels: np.ndarray, proposal_labels: np.ndarray, metric: str):
     """Joint and marginal distributions over the ground-truth foreground pixels."""
     foreground = truth_labels > 0
-    proposal = thin_borders(proposal_labels, foreground)[foreground].astype(np.int64)
+    if metric == "isbi":
+        proposal = thin_borders(proposal_labels, foreground)[foreground].astype(np.int64)
+    elif metric == "adapted":
+        proposal = proposal_labels[foreground].astype(np.int64)
+        border = proposal == 0
+        proposal[border] = int(proposal.max(initial=0)) + 1 + np.arange(int(border.sum()))
+    else:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     truth = truth_labels[foreground].astype(np.int64)
     if truth.size == 0:
         return None
@@ -90,14 +111,15 @@ def _joint_distribution(truth_labels: np.ndarray, proposal_labels: np.ndarray):
     return pair_counts / n, truth_counts / n, proposal_counts / n
 
 
-def rand_and_info(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def rand_and_info(pred: np.ndarray, truth: np.ndarray, metric: str = "isbi") -> tuple[float, float]:
     """(V_rand, V_info) of membrane map ``pred`` against membrane map ``truth``."""
-    return rand_and_info_of_labels(regions(truth), regions(pred))
+    return rand_and_info_of_labels(regions(truth), regions(pred), metric)
 
 
-def rand_and_info_of_labels(truth_labels: np.ndarray, proposal_labels: np.ndarray) -> tuple[float, float]:
+def rand_and_info_of_labels(truth_labels: np.ndarray, proposal_labels: np.ndarray,
+                            metric: str = "isbi") -> tuple[float, float]:
     """(V_rand, V_info) of two label images; label 0 is border in both."""
-    dist = _joint_distribution(truth_labels, proposal_labels)
+    dist = _joint_distribution(truth_labels, proposal_labels, metric)
     if dist is None:
         return 1.0, 1.0
     pair, t, s = dist
@@ -109,11 +131,14 @@ def rand_and_info_of_labels(truth_labels: np.ndarray, proposal_labels: np.ndarra
     return v_rand, v_info
 
 
-def score_slice(pred: np.ndarray, truth: np.ndarray) -> Scores:
-    """All four ISBI figures for one section (both inputs bool, True = membrane)."""
+def score_slice(pred: np.ndarray, truth: np.ndarray, truth_regions: np.ndarray | None = None,
+                metric: str = "isbi") -> Scores:
+    """All four figures for one section: ``pred`` and ``truth`` bool (True = membrane);
+    ``truth_regions`` the ground-truth regions if not those of ``truth`` (instance labels)."""
     if pred.shape != truth.shape:
         raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in shape")
-    v_rand, v_info = rand_and_info(pred, truth)
+    truth_regions = regions(truth) if truth_regions is None else truth_regions
+    v_rand, v_info = rand_and_info_of_labels(truth_regions, regions(pred), metric)
     return Scores(pixel_error(pred, truth), membrane_dice(pred, truth), v_rand, v_info)
 
 

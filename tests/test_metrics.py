@@ -89,3 +89,29 @@ def test_mean_scores_average_each_field():
     b = metrics.Scores(0.3, 0.7, 0.7, 0.6)
     m = metrics.mean_scores([a, b])
     assert (m.pixel_error, m.membrane_dice, m.v_rand, m.v_info) == pytest.approx((0.2, 0.6, 0.8, 0.7))
+
+
+def test_adapted_rand_counts_thick_membrane_as_singletons():
+    # Truth: two 6-pixel regions either side of column 2. The proposal's membrane also covers
+    # columns 1 and 3: ISBI's border thinning hands those pixels back to the regions (perfect),
+    # the adapted Rand of SNEMI3D/CREMI counts each as a segment of its own. Over the 12
+    # foreground pixels: sum p^2 = 2 (3/12)^2 + 6 (1/12)^2 = 1/6, sum t^2 = 1/2, sum s^2 = 1/6,
+    # so V_rand = (1/6) / (1/4 + 1/12) = 1/2.
+    pred = membrane_from([".###.", ".###.", ".###."])
+    assert metrics.rand_and_info(pred, TRUTH, "isbi") == pytest.approx((1.0, 1.0))
+    v_rand, v_info = metrics.rand_and_info(pred, TRUTH, "adapted")
+    h_t, h_s = np.log(2), 0.5 * np.log(4) + 0.5 * np.log(12)
+    assert v_rand == pytest.approx(0.5)
+    assert v_info == pytest.approx(h_t / (0.5 * h_t + 0.5 * h_s))
+    with pytest.raises(ValueError, match="unknown metric"):
+        metrics.rand_and_info(pred, TRUTH, "cremi")
+
+
+def test_truth_regions_can_come_from_instance_ids():
+    # Ids 1 and 2 are two neurons; a membrane mask with only row 2 as membrane would make
+    # them one region, so the proposal that separates them would look like a split.
+    truth = membrane_from(["....", "....", "####", "...."])
+    ids = np.array([[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0], [3, 3, 3, 3]])
+    pred = membrane_from(["..#.", "..#.", "####", "...."])
+    assert metrics.score_slice(pred, truth).v_rand < 1.0
+    assert metrics.score_slice(pred, truth, ids, "adapted").v_rand == pytest.approx(1.0)

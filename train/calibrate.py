@@ -20,7 +20,8 @@ import logging
 import numpy as np
 
 from emseg_lite.runtime.card import Normalization, PostProcessing
-from emseg_lite.runtime.evaluate import score_maps
+from emseg_lite.runtime.datasets import LabeledVolume
+from emseg_lite.runtime.evaluate import score_volume
 from emseg_lite.runtime.tiling import TileGrid
 
 from .keras2 import keras
@@ -42,15 +43,17 @@ HALO_TOLERANCE = 1.0 / 256
 probability by less than the shipped model can represent."""
 
 
-def choose_postprocessing(maps: list[np.ndarray], truths: np.ndarray, names: list[str]) -> PostProcessing:
+def choose_postprocessing(maps: list[np.ndarray], volume: LabeledVolume,
+                          sigmas: tuple[float, ...] = SIGMAS) -> PostProcessing:
+    """The best post-processing of ``maps`` (one per section of ``volume``) under the volume's metric."""
     def score(post: PostProcessing) -> float:
-        mean = score_maps(maps, truths, names, {"p": post}).mean("p")
+        mean = score_volume(maps, volume, {"p": post}).mean("p")
         return (mean.v_rand + mean.v_info) / 2
 
     plain = {t: score(PostProcessing(method="none", threshold=t)) for t in THRESHOLDS}
     threshold = max(plain, key=plain.get)
     scored = [(plain[threshold], PostProcessing(method="none", threshold=threshold))]
-    for seed, sigma, area, levels in itertools.product(SEED_THRESHOLDS, SIGMAS, MIN_SEED_AREAS, LEVELS):
+    for seed, sigma, area, levels in itertools.product(SEED_THRESHOLDS, sigmas, MIN_SEED_AREAS, LEVELS):
         candidate = PostProcessing("watershed", threshold, seed, area, sigma, levels)
         scored.append((score(candidate), candidate))
     best = max(s for s, _ in scored)

@@ -98,6 +98,55 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+@dataclass
+class FineTuneConfig:
+    """The fine-tuning recipe (``make finetune``): every number of it, written as ``config.json``.
+
+    Starts from a trained float model (by default the shipped one) and keeps its
+    architecture, normalisation and tile. A fixed schedule -- linear warm-up,
+    then cosine decay to zero -- rather than early stopping: a held-out section
+    or two is too small to pick a checkpoint on, and with too few sections for
+    any hold-out the same schedule still applies. See ``train/adapt.py``.
+    """
+
+    images: str = ""
+    labels: str = ""
+    label_kind: str = "auto"
+    membrane_value: int = 0
+    boundary_width: int = 3
+    sections: list[int] | None = None
+    base: str | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: str = "bce"
+    crop: int = 96
+    batch_size: int = 8
+    steps: int = 1500
+    warmup_steps: int = 100
+    learning_rate: float = 1e-3
+    freeze_batch_norm: bool = True
+    steps_per_epoch: int = 100
+    qat_epochs: int = 3
+    qat_learning_rate: float = 5e-5
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FineTuneConfig":
+        data = dict(data)
+        if "augment" in data:
+            data["augment"] = _strict(AugmentConfig, data["augment"])
+        return _strict(cls, data)
+
+    @classmethod
+    def load(cls, path: Path) -> "FineTuneConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 def _strict(cls, data: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -111,3 +160,8 @@ def quick(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(
         config, crop=128, batch_size=2, steps_per_epoch=3, epochs=2, patience=2, qat_epochs=1, max_minutes=5.0
     )
+
+
+def quick_finetune(config: FineTuneConfig) -> FineTuneConfig:
+    """A few tiny fine-tuning steps: proves the pipeline (CI), not the model."""
+    return dataclasses.replace(config, steps=6, warmup_steps=2, batch_size=2, steps_per_epoch=3, qat_epochs=1)

@@ -67,13 +67,13 @@ def train(config: TrainConfig, out: Path, command: str, verbose: int = 1) -> Mod
               callbacks=callbacks(validation, config.max_minutes, config.patience,
                                   str(out / "model.keras"), str(out / "history.csv")))
     model = keras.models.load_model(out / "model.keras", compile=False)
-    epochs = _rows(out / "history.csv")
+    epochs = history_rows(out / "history.csv")
     tf.saved_model.save(model, str(out / "saved_model"))
 
     qat_model = qat.fine_tune(model, dataset, config, validation, out, verbose)
 
     float_maps = [predict_slice(model, image, NORMALIZATION, exact_halo, align) for image in split.val.images]
-    post = choose_postprocessing(float_maps, split.val.membrane, split.val.names)
+    post = choose_postprocessing(float_maps, split.val)
     halo, halo_error = effective_halo(model, split.val.images[:2], NORMALIZATION, exact_halo, align)
     tile = math.ceil((SLICE_SIZE + 2 * halo) / align) * align
     reports = {name: validate(m, split.val, NORMALIZATION, exact_halo, align, post)
@@ -98,8 +98,8 @@ def train(config: TrainConfig, out: Path, command: str, verbose: int = 1) -> Mod
         training=Training(
             data=str(config.data), train_sections=split.train_sections, val_sections=split.val_sections,
             command=command, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            duration_s=round(time.monotonic() - started, 1), epochs=epochs, qat_epochs=_rows(out / "qat_history.csv"),
-            seed=config.seed, loss=config.loss, machine=_machine(),
+            duration_s=round(time.monotonic() - started, 1), epochs=epochs, qat_epochs=history_rows(out / "qat_history.csv"),
+            seed=config.seed, loss=config.loss, machine=machine(),
         ),
         validation={name: report.evaluation() for name, report in reports.items()},
         versions=versions(),
@@ -115,14 +115,27 @@ def versions() -> dict[str, str]:
             "tfmot": qat.version(), "python": platform.python_version()}
 
 
-def _machine() -> str:
+def machine() -> str:
+    """'x86_64, 2 cores, AMD EPYC (AVX-512 VNNI)': training is deterministic on one CPU type only."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.machine()}, {cores} cores, {platform.processor() or platform.system()}"
+    model, flags = platform.processor() or platform.system(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    simd = next((name for flag, name in (("amx_tile", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"),
+                                         ("avx2", "AVX2")) if flag in flags), None)
+    return f"{platform.machine()}, {cores} cores, {model}" + (f" ({simd})" if simd else "")
 
 
-def _rows(csv_path: Path) -> int:
+def history_rows(csv_path: Path) -> int:
     return max(0, len(csv_path.read_text().splitlines()) - 1) if csv_path.exists() else 0
 
 

@@ -42,7 +42,8 @@ def version() -> str:
 
 def fine_tune(model: keras.Model, dataset: tf.data.Dataset, config, validation, out: Path,
               verbose: int = 1) -> keras.Model:
-    """QAT-fine-tune a copy of ``model`` to reproduce ``model``; keep the best epoch by V_rand."""
+    """QAT-fine-tune a copy of ``model`` to reproduce ``model``; keep the best epoch by V_rand
+    (the last epoch when ``validation`` is None)."""
     from .validation import callbacks
 
     teacher_targets = dataset.map(lambda x, _: (x, model(x, training=False)))
@@ -57,7 +58,8 @@ def fine_tune(model: keras.Model, dataset: tf.data.Dataset, config, validation, 
     student.fit(teacher_targets, steps_per_epoch=config.steps_per_epoch, epochs=config.qat_epochs, verbose=verbose,
                 callbacks=callbacks(validation, math.inf, config.qat_epochs, str(weights),
                                     str(out / "qat_history.csv"), weights_only=True))
-    student.load_weights(weights)
-    weights.unlink()
+    if validation is not None:
+        student.load_weights(weights)
+        weights.unlink()
     student.save(out / "qat.h5")
     return student

@@ -12,7 +12,7 @@ import time
 
 from emseg_lite.runtime.card import Normalization, PostProcessing
 from emseg_lite.runtime.datasets import LabeledVolume
-from emseg_lite.runtime.evaluate import Report, both_methods, score_maps
+from emseg_lite.runtime.evaluate import Report, both_methods, score_volume
 
 from .keras2 import keras
 from .predict import predict_slice
@@ -25,7 +25,7 @@ MONITOR = "val_v_rand_ws"
 def validate(model: keras.Model, volume: LabeledVolume, spec: Normalization, halo: int, align: int,
              post: PostProcessing) -> Report:
     maps = [predict_slice(model, image, spec, halo, align) for image in volume.images]
-    return score_maps(maps, volume.membrane, volume.names, both_methods(post))
+    return score_volume(maps, volume, both_methods(post))
 
 
 def as_logs(report: Report) -> dict[str, float]:
@@ -63,9 +63,15 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def callbacks(validation: IsbiValidation, minutes: float, patience: int, checkpoint: str, history: str,
+def callbacks(validation: IsbiValidation | None, minutes: float, patience: int, checkpoint: str, history: str,
               weights_only: bool = False) -> list[keras.callbacks.Callback]:
-    """Order matters: validation must fill the logs before the others read them."""
+    """Order matters: validation must fill the logs before the others read them.
+
+    Without validation (too few labelled sections to hold any out) there is
+    nothing to choose an epoch by: the last one is kept and the history logs the loss.
+    """
+    if validation is None:
+        return [keras.callbacks.CSVLogger(history)]
     return [
         validation,
         TimeBudget(minutes),

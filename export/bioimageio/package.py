@@ -36,7 +36,6 @@ import tifffile
 import yaml
 
 from emseg_lite.runtime.card import ModelCard, ModelFile, TensorSpec, card_path_for
-from emseg_lite.runtime.datasets import load_labeled, locate
 from emseg_lite.runtime.errors import ModelError
 from emseg_lite.runtime.evaluate import both_methods, score_maps
 from emseg_lite.runtime.files import atomic_output, atomic_write_bytes, file_sha256
@@ -46,7 +45,7 @@ from emseg_lite.train.keras2 import keras, tf
 from emseg_lite.train.predict import predict_slice
 
 from ..agreement import agreement
-from ..build import GateFailure
+from ..build import GateFailure, training_volume
 from . import rdf, weights
 from .cover import cover_png
 from .readme import model_readme
@@ -101,7 +100,7 @@ def build_package(source: Path, out: Path, *, name: str = "emseg", data: str | N
         check_float_model_of(card, keras_path, ModelCard.load(float_model_of), float_model_of)
     training = card.training
     sections = training.val_sections or training.train_sections
-    volume = load_labeled(*locate(data or training.data)).select(sections)
+    volume = training_volume(training, data).select(sections)
 
     log.info("converting %s to ONNX (opset %d)", keras_path, weights.OPSET)
     model = keras.models.load_model(keras_path, compile=False)

@@ -1,0 +1,194 @@
+"""Fine-tuning the shipped model on a lab's sections: fib-gala (FIB-SEM, instance labels), --quick.
+
+A few steps from the shipped float weights, then export, then `emseg-lite segment`
+with the result: every stage reads what the previous one wrote, on a clean
+checkout. Bad input is one line naming the file, exit 2, nothing written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from emseg_lite.runtime.card import ModelCard
+from emseg_lite.runtime.files import file_sha256
+from emseg_lite.runtime.registry import EMBEDDED_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = "0,12,24,36,48"
+
+
+@pytest.fixture(scope="session")
+def fib(data_root) -> Path:
+    return data_root / "fib-gala"
+
+
+@pytest.fixture(scope="session")
+def quick_finetune(fib, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finetune") / "run"
+    subprocess.run([sys.executable, "-m", "emseg_lite.train.finetune", "--images", str(fib / "train-volume.tif"),
+                    "--labels", str(fib / "train-labels.tif"), "--sections", SECTIONS, "--out", str(out), "--quick"],
+                   check=True, cwd=REPO, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def quick_finetune_models(quick_finetune, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finetune-models")
+    subprocess.run([sys.executable, "-m", "emseg_lite.export", str(quick_finetune), "--out", str(out),
+                    "--min-agreement", "0"], check=True, cwd=REPO, capture_output=True)
+    return out
+
+
+def test_shipped_models_name_the_shipped_float_model():
+    keras_card = ModelCard.load(EMBEDDED_DIR / "emseg-keras.json")
+    keras_card.check_model_file(EMBEDDED_DIR / "emseg-keras.keras")
+    assert keras_card.variant == "keras" and keras_card.full_model is None
+    for variant in ("int8", "float16", "float32"):
+        card = ModelCard.load(EMBEDDED_DIR / f"emseg-{variant}.json")
+        assert card.full_model == keras_card.model, variant
+        assert card.training.date == keras_card.training.date and card.training.command == keras_card.training.command
+
+
+def test_shipped_float_model_is_the_one_the_embedded_float32_model_came_from(isbi):
+    """The Keras weights reproduce the embedded float32 TFLite model on a held-out ISBI section."""
+    import math
+
+    from emseg_lite.runtime.datasets import load_labeled, locate
+    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.train.keras2 import keras
+    from emseg_lite.train.predict import predict_slice
+
+    card = ModelCard.load(EMBEDDED_DIR / "emseg-keras.json")
+    model = keras.models.load_model(EMBEDDED_DIR / "emseg-keras.keras", compile=False)
+    image = load_labeled(*locate(isbi)).images[27]
+    align = card.tiling.align
+    exact = math.ceil(card.architecture.receptive_field_radius / align) * align
+    whole = Segmenter.load("float32", threads=2, tile=512 + 2 * exact, overlap=exact)
+    np.testing.assert_allclose(predict_slice(model, image, card.normalization, exact, align),
+                               whole.probabilities(image), atol=1e-4)
+
+
+def test_quick_finetune_writes_a_self_describing_run(quick_finetune):
+    card = ModelCard.load(quick_finetune / "card.json")
+    shipped = ModelCard.load(EMBEDDED_DIR / "emseg-keras.json")
+    assert card.variant == "keras" and card.training.base_model.sha256 == shipped.model.sha256
+    assert card.training.labels.kind == "instances" and card.training.labels.boundary_width >= 1
+    assert card.training.train_sections == [0, 12, 24, 36] and card.training.val_sections == [48]
+    assert {e.metric for e in card.validation.values()} == {"adapted"}
+    assert card.comparison.use in ("fine-tuned", "zero-shot") and card.comparison.sections == [48]
+    assert card.comparison.zero_shot.v_rand > 0.5, "the shipped model segments FIB-SEM, if not well"
+    assert card.architecture == shipped.architecture and card.normalization == shipped.normalization
+
+
+def test_export_and_segment_with_the_fine_tuned_model(quick_finetune, quick_finetune_models, fib, tmp_path):
+    folder = quick_finetune_models
+    keras_card = ModelCard.load(folder / "emseg-keras.json")
+    assert keras_card.model.sha256 == file_sha256(folder / "emseg-keras.keras")
+    int8 = ModelCard.load(folder / "emseg-int8.json")
+    assert int8.full_model == keras_card.model
+    assert int8.comparison.use in ("fine-tuned", "zero-shot") and int8.validation["variant"].metric == "adapted"
+    section = tmp_path / "section.tif"
+    tifffile.imwrite(section, tifffile.imread(fib / "test-volume.tif")[0])
+    cli = Path(sys.executable).with_name("emseg-lite")
+    result = subprocess.run([str(cli), "segment", str(section), "--model", str(folder / "emseg-int8.tflite"),
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    mask = np.array(Image.open(tmp_path / "out" / "section_mask.png"))
+    assert mask.shape == (100, 200) and set(np.unique(mask)) == {0, 255}
+
+
+def test_fine_tuned_set_can_be_a_base(quick_finetune_models):
+    from emseg_lite.train.base import load_base
+
+    base = load_base(quick_finetune_models)
+    assert base.card.model.sha256 == file_sha256(quick_finetune_models / "emseg-keras.keras")
+
+
+def test_held_out_sections_only_when_there_are_enough(fib):
+    from emseg_lite.train.adapt import load_sections
+    from emseg_lite.train.config import FineTuneConfig
+
+    config = FineTuneConfig(images=str(fib / "train-volume.tif"), labels=str(fib / "train-labels.tif"))
+    five = load_sections(dataclasses.replace(config, sections=[0, 12, 24, 36, 48]), 16)
+    assert five.train_ids == [0, 12, 24, 36] and five.val_ids == [48] and five.crop == 96
+    three = load_sections(dataclasses.replace(config, sections=[0, 24, 48]), 16)
+    assert three.train_ids == [0, 24, 48] and three.val is None
+    ten = load_sections(dataclasses.replace(config, sections=list(range(0, 50, 5))), 16)
+    assert ten.val_ids == [40, 45]
+
+
+# --- bad input: one line naming the file, exit 2, nothing written -------------------------------------
+
+
+def _finetune(images, labels, out, *extra):
+    from emseg_lite.train.finetune import app
+
+    return CliRunner().invoke(
+        app, ["--images", str(images), "--labels", str(labels), "--out", str(out), "--quick", *map(str, extra)])
+
+
+def _volume(fib, tmp_path, images=None, labels=None):
+    images = tifffile.imread(fib / "train-volume.tif")[:5] if images is None else images
+    labels = tifffile.imread(fib / "train-labels.tif")[:5] if labels is None else labels
+    tifffile.imwrite(tmp_path / "images.tif", images, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", labels, photometric="minisblack")
+    return tmp_path / "images.tif", tmp_path / "labels.tif"
+
+
+def _refused(result, out, pattern):
+    import re
+
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
+    assert not out.exists()
+
+
+def test_bad_inputs_are_refused_before_anything_is_written(fib, tmp_path):
+    raw = tifffile.imread(fib / "train-volume.tif")[:5]
+    ids = tifffile.imread(fib / "train-labels.tif")[:5]
+    out = tmp_path / "run"
+    cases = [
+        (dict(labels=ids[:4]), r"labels.tif: has 4 sections but images.tif has 5"),
+        (dict(labels=ids[:, :, :150]), r"labels.tif: sections are 150 x 100 but images.tif has 200 x 100"),
+        (dict(labels=np.full_like(ids, 7)), r"labels.tif: labels hold a single value \(7\)"),
+        (dict(labels=ids.astype(np.float32)), r"labels.tif: labels are float32 values"),
+        (dict(images=raw[:, :48, :48], labels=ids[:, :48, :48]), r"images.tif: sections are 48 x 48 px; fine-tuning needs at least 64 x 64"),
+    ]
+    for i, (arrays, pattern) in enumerate(cases):
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        _refused(_finetune(*_volume(fib, folder, **arrays), out), out, pattern)
+    no_boundary = ids.copy()
+    no_boundary[2] = 5
+    folder = tmp_path / "no-boundary"
+    folder.mkdir()
+    _refused(_finetune(*_volume(fib, folder, labels=no_boundary), out), out,
+             r"labels.tif\[section 2\]: no membrane or boundary pixel")
+
+
+def test_unreadable_weights_are_refused(fib, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(EMBEDDED_DIR, base)
+    out = tmp_path / "run"
+    (base / "emseg-keras.keras").write_bytes(b"not a model")
+    images, labels = fib / "train-volume.tif", fib / "train-labels.tif"
+    _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-keras.keras: model file does not match its card")
+    card = ModelCard.load(base / "emseg-keras.json")
+    garbage = dataclasses.replace(card.model, size_bytes=11, sha256=file_sha256(base / "emseg-keras.keras"))
+    dataclasses.replace(card, model=garbage).save(base / "emseg-keras.json")
+    int8 = ModelCard.load(base / "emseg-int8.json")
+    dataclasses.replace(int8, full_model=garbage).save(base / "emseg-int8.json")
+    _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-keras.keras: cannot read the Keras model")
+    for name in ("emseg-keras.keras", "emseg-keras.json"):
+        shutil.copy(EMBEDDED_DIR / name, base)
+    _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-int8.tflite: not from the same run as emseg-keras.keras")
