@@ -19,7 +19,8 @@ FINETUNE   ?=
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 # The shipped model's float weights (full Keras model + its keras card beside it), the int8 model
-# they must have been trained with, and the training pixel size (ISBI 2012: 4 x 4 nm).
+# they must have been trained with, and the pixel size of DATA (ISBI 2012: 4 x 4 nm; set it
+# together with DATA), which make train records in the card.
 SHIPPED       ?= runtime/models/emseg-keras.keras
 SHIPPED_INT8  ?= runtime/models/emseg-int8.json
 SHIPPED_OUT   ?= $(MODELS)/shipped
@@ -57,7 +58,7 @@ $(ZOO_STAMP): tests/bioimageio-requirements.txt
 	touch $@
 
 train: $(STAMP)  ## train the U-Net (float, then QAT) into $(RUN)
-	$(BIN)/python -m emseg_lite.train --data $(DATA) --out $(RUN) --preset $(PRESET)
+	$(BIN)/python -m emseg_lite.train --data $(DATA) --out $(RUN) --preset $(PRESET) --pixel-size-nm $(PIXEL_SIZE_NM)
 
 finetune: $(STAMP)  ## fine-tune the shipped model on IMAGES + LABELS (a lab's own sections) into $(RUN)
 	@test -n "$(IMAGES)" -a -n "$(LABELS)" || { echo "usage: make finetune IMAGES=stack.tif LABELS=labels.tif RUN=runs/mine" >&2; exit 2; }
@@ -65,7 +66,7 @@ finetune: $(STAMP)  ## fine-tune the shipped model on IMAGES + LABELS (a lab's o
 
 
 export: $(STAMP)  ## convert $(RUN) to TFLite int8 / float16 / float32 and a bioimage.io zip in $(MODELS)
-	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS) --pixel-size-nm $(PIXEL_SIZE_NM)
+	$(BIN)/python -m emseg_lite.export $(RUN) --out $(MODELS)
 
 bioimageio: $(STAMP)  ## package the shipped model's float weights ($(SHIPPED)) as $(ZIP), then test it
 	$(BIN)/python -m emseg_lite.export.bioimageio $(SHIPPED) --out $(SHIPPED_OUT) \

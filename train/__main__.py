@@ -28,6 +28,8 @@ def main(
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget of the float phase.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
+    pixel_size_nm: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Pixel size of the data in nm (ISBI 2012: 4), recorded in the card.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few tiny steps: checks the pipeline, not the model.")] = False,
 ) -> None:
     """Train, fine-tune with QAT, and write a run directory that export needs nothing else for."""
@@ -48,7 +50,8 @@ def main(
     else:
         typer.echo(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS)}", err=True)
         raise typer.Exit(2)
-    overrides = {"loss": loss, "epochs": epochs, "max_minutes": max_minutes, "seed": seed}
+    overrides = {"loss": loss, "epochs": epochs, "max_minutes": max_minutes, "seed": seed,
+                 "pixel_size_nm": pixel_size_nm}
     cfg = dataclasses.replace(cfg, data=str(data), **{k: v for k, v in overrides.items() if v is not None})
     if quick:
         cfg = quick_config(cfg)

@@ -164,6 +164,7 @@ def finetune(config: FineTuneConfig, out: Path, command: str, verbose: int = 1) 
             qat_epochs=history_rows(out / "qat_history.csv"), seed=config.seed, loss=config.loss, machine=machine(),
             labels=LabelSource(config.images, config.labels, sections.train.kind, config.membrane_value,
                                config.boundary_width),
+            pixel_size_nm=config.pixel_size_nm,
             base_model=ModelFile(str(base.path), base.card.model.size_bytes, base.card.model.sha256),
         ),
         validation={name: report.evaluation() for name, report in reports.items()},

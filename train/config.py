@@ -77,6 +77,9 @@ class TrainConfig:
     qat_learning_rate: float = 5e-5
     tile: int | None = None
     seed: int = 0
+    pixel_size_nm: float | None = None
+    """Pixel size of the training data (ISBI 2012: 4 nm), recorded in the card for the runtime's
+    scale check and the bioimage.io package; None when unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +131,8 @@ class FineTuneConfig:
     qat_epochs: int = 3
     qat_learning_rate: float = 5e-5
     seed: int = 0
+    pixel_size_nm: float | None = None
+    """Pixel size of the user's sections, from their file's metadata or --pixel-size-nm (None: unknown)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

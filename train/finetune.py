@@ -36,6 +36,8 @@ def main(
     steps: Annotated[Optional[int], typer.Option(min=1, help="Float fine-tuning steps.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few tiny steps: checks the pipeline, not the model.")] = False,
+    pixel_size_nm: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Pixel size of the sections in nm (default: from the file's metadata, if it says).")] = None,
 ) -> None:
     """Fine-tune, QAT, calibrate and compare with the zero-shot model; write a run directory for export."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,6 +50,7 @@ def main(
     try:
         cfg = FineTuneConfig.load(config) if config else FineTuneConfig()
         overrides = {"boundary_width": boundary_width, "steps": steps, "seed": seed,
+                     "pixel_size_nm": pixel_size_nm or _pixel_size_nm(images),
                      "base": None if base is None else str(base),
                      "sections": None if sections is None else parse_sections(sections)}
     except (OSError, ValueError) as exc:
@@ -72,6 +75,20 @@ def main(
             for method, s in (("threshold", evaluation.threshold), ("watershed", evaluation.watershed)):
                 typer.echo(f"{name:<12}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
     typer.echo(f"use: {card.comparison.use} -- {card.comparison.reason}")
+
+
+def _pixel_size_nm(images: Path) -> float | None:
+    """What the first image file says of its pixel size (ImageJ, OME-TIFF, MRC), if anything."""
+    from emseg_lite.runtime.datasets import image_files
+    from emseg_lite.runtime.errors import EmsegError
+    from emseg_lite.runtime.io import open_section
+
+    try:
+        first = image_files(images)[0] if images.is_dir() else images
+        with open_section(first) as section:
+            return section.pixel_size_nm
+    except (EmsegError, IndexError, OSError):
+        return None  # the reading proper reports what is wrong with the file
 
 
 if __name__ == "__main__":

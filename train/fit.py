@@ -99,7 +99,7 @@ def train(config: TrainConfig, out: Path, command: str, verbose: int = 1) -> Mod
             data=str(config.data), train_sections=split.train_sections, val_sections=split.val_sections,
             command=command, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             duration_s=round(time.monotonic() - started, 1), epochs=epochs, qat_epochs=history_rows(out / "qat_history.csv"),
-            seed=config.seed, loss=config.loss, machine=machine(),
+            seed=config.seed, loss=config.loss, machine=machine(), pixel_size_nm=config.pixel_size_nm,
         ),
         validation={name: report.evaluation() for name, report in reports.items()},
         versions=versions(),

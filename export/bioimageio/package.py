@@ -128,6 +128,7 @@ def _contents(model: keras.Model, card: ModelCard, onnx_card: ModelCard, onnx_by
     """Every file of the package by name, the rdf last since it holds the others' checksums."""
     with tempfile.TemporaryDirectory() as workdir:
         saved_model = weights.saved_model_zip(model, Path(workdir))
+    section = _allowed_size(section, card)
     test_input, test_output = _test_tensors(model, section, card)
     probability = predict_slice(model, section, card.normalization, _exact_halo(card), card.tiling.align)
     contents = {
@@ -164,8 +165,8 @@ def _measure(card: ModelCard, onnx_bytes: bytes, onnx_path: Path, model: keras.M
     full_maps = [predict_slice(model, image, card.normalization, halo, align) for image in volume.images]
     onnx_maps = [predict_slice(onnx_model, image, card.normalization, halo, align) for image in volume.images]
     posts = both_methods(card.postprocessing)
-    full_report = score_maps(full_maps, volume.membrane, volume.names, posts)
-    onnx_report = score_maps(onnx_maps, volume.membrane, volume.names, posts)
+    full_report = score_maps(full_maps, volume.membrane, volume.names, posts, volume.regions, volume.metric)
+    onnx_report = score_maps(onnx_maps, volume.membrane, volume.names, posts, volume.regions, volume.metric)
     method = card.postprocessing.method
     validation = card.validation
     if card.training.val_sections:
@@ -186,10 +187,21 @@ def _measure(card: ModelCard, onnx_bytes: bytes, onnx_path: Path, model: keras.M
 
 
 def _test_tensors(model: keras.Model, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """A real section as (1, h, w, 1) float32 grey values, and the full model's output for it."""
+    """A real section as (1, h, w, 1) float32 grey values, and the full model's output for it.
+
+    A section whose sides are not a size the rdf allows (at least ``rdf.min_size``, a multiple
+    of the down-sampling) -- a lab's 100 x 200 px FIB-SEM sections, say -- is mirrored at its
+    bottom and right edges up to the next allowed size."""
+    image = _allowed_size(image, card)
     normalized = normalize(image, *intensity_range(image, card.normalization))
     output = model(normalized[np.newaxis, :, :, np.newaxis], training=False).numpy().astype(np.float32)
     return image.astype(np.float32)[np.newaxis, :, :, np.newaxis], output
+
+
+def _allowed_size(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    step, least = card.tiling.align, rdf.min_size(card)
+    pads = [(0, max(least, -(-n // step) * step) - n) for n in image.shape]
+    return np.pad(image, pads, mode="symmetric") if any(after for _, after in pads) else image
 
 
 def _with_pixel_size(card: ModelCard, path: Path, pixel_size_nm: float | None) -> ModelCard:
