@@ -42,7 +42,7 @@ def markdown(report: dict, table: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table:
-        if "side" in r["info"] or "block_agreement" in r["info"]:
+        if any(key in r["info"] for key in _SPECIAL) or _is_big_section(r):
             continue
         agree = f"{100 * r['agreement']:.2f}" if r["agreement"] is not None else ""
         dice = f"{r['dice']:.4f}" if r["dice"] is not None else ""
@@ -59,12 +59,54 @@ def markdown(report: dict, table: list[dict]) -> str:
                      f"{size} | {agree} | {dice} | {diff} | {gflops} | {peak} |")
     if lines[-1].startswith("|---"):
         lines = lines[:2]
-    return "\n".join(lines + big_sections(table) + block_agreement(table)) + "\n"
+    return "\n".join(lines + big_sections(table) + block_agreement(table) + volumes(table) + watch(table)) + "\n"
+
+
+def _is_big_section(row: dict) -> bool:
+    return "side" in row["info"] and "peak_rss_mb" in row["info"]
+
+
+_SPECIAL = ("peak_rss_mb_per_worker", "sections", "block_agreement", "latency_median_ms")
+"""Rows with their own tables (big sections are recognised by ``side`` with ``peak_rss_mb``)."""
+
+
+def volumes(table: list[dict]) -> list[str]:
+    """`emseg-lite volume` against `emseg-lite segment` on the same stack."""
+    rows_ = [r for r in table if "throughput_vs_segment" in r["info"] or r["variant"].endswith(", segment")]
+    if not rows_:
+        return []
+    lines = ["", "| stack | run | megapixels/s (first block to last) | wall s | x segment | peak RSS MB per worker |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows_:
+        info = r["info"]
+        ratio = f"{info['throughput_vs_segment']:.2f}" if "throughput_vs_segment" in info else "1 (reference)"
+        lines.append(f"| {info['sections']} x {info['side']}² | {r['variant'].split(', ')[-1]} | "
+                     f"{info['megapixels_per_s']:.1f} | {info['wall_s']} | {ratio} | "
+                     f"{info.get('peak_rss_mb_per_worker', '')} |")
+    estimate = [r["info"] for r in rows_ if "hours_on_one_32_core_node" in r["info"]]
+    if estimate:
+        hours = estimate[0]["hours_on_one_32_core_node"]
+        lines += ["", f"At the rate of each of two workers here, 10^4 sections of 20000 x 20000 px take {hours} h "
+                      f"on one node of 32 cores (one worker per core), {hours / 10:.1f} h on 10 nodes and "
+                      f"{60 * hours / 100:.0f} min on 100, if throughput scales with workers and storage keeps up."]
+    return lines
+
+
+def watch(table: list[dict]) -> list[str]:
+    rows_ = [r for r in table if "latency_median_ms" in r["info"]]
+    lines = []
+    for r in rows_:
+        info = r["info"]
+        lines += ["", f"`emseg-lite watch` beside a simulated microscope ({info['sections']} sections of 1024 x 1024 "
+                      f"px): settled-to-written latency median {info['latency_median_ms']:.0f} ms, max "
+                      f"{info['latency_max_ms']:.0f} ms; `segment` of one such section {info['segment_ms']:.0f} ms "
+                      f"(latency / segment time: {info['latency_to_segment']:.2f})."]
+    return lines
 
 
 def big_sections(table: list[dict]) -> list[str]:
     """`emseg-lite segment` on one big section: time, MP/s, peak memory, watershed / post none."""
-    big = [r for r in table if "side" in r["info"]]
+    big = [r for r in table if _is_big_section(r)]
     if not big:
         return []
     lines = ["", "| section | post-processing | seconds | megapixels/s | peak RSS MB | time / post none |",
