@@ -148,3 +148,24 @@ def test_once_leaves_a_file_still_being_written_for_the_next_run(isbi, tmp_path)
     os.utime(inbox / "fresh.png", (old, old))
     second = subprocess.run([CLI, "watch", str(inbox), "-o", str(out), "--once", "--settle", "30"], capture_output=True)
     assert second.returncode == 0 and masks(out) == ["fresh_mask.png"]
+
+
+def test_a_growing_tiff_stack_gets_only_its_new_sections(isbi, tmp_path):
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    pages = [np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)]
+    stack = inbox / "tiles.tif"
+    tifffile.imwrite(stack, np.stack(pages[:2]), photometric="minisblack")
+    old = time.time() - 60
+    os.utime(stack, (old, old))
+    first = subprocess.run([CLI, "watch", str(inbox), "-o", str(out), "--once", *FAST], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert masks(out) == ["tiles_z0000_mask.png", "tiles_z0001_mask.png"]
+    stamps = {name: (out / name).stat().st_mtime_ns for name in masks(out)}
+    tifffile.imwrite(stack, pages[2], append=True, photometric="minisblack")  # the acquisition appends a page
+    os.utime(stack, (old + 1, old + 1))
+    second = subprocess.run([CLI, "watch", str(inbox), "-o", str(out), "--once", *FAST], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert masks(out) == [f"tiles_z000{i}_mask.png" for i in range(3)]
+    assert all((out / name).stat().st_mtime_ns == stamp for name, stamp in stamps.items())
+    assert [line.split(" -> ")[0] for line in second.stdout.splitlines() if " -> " in line] == ["tiles.tif[2]"]
