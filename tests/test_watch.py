@@ -155,14 +155,15 @@ def test_a_growing_tiff_stack_gets_only_its_new_sections(isbi, tmp_path):
     inbox.mkdir()
     pages = [np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)]
     stack = inbox / "tiles.tif"
-    tifffile.imwrite(stack, np.stack(pages[:2]), photometric="minisblack")
+    # a plain multi-page TIFF, as acquisition software appends to one (no ImageJ or tifffile metadata)
+    tifffile.imwrite(stack, np.stack(pages[:2]), photometric="minisblack", metadata=None)
     old = time.time() - 60
     os.utime(stack, (old, old))
     first = subprocess.run([CLI, "watch", str(inbox), "-o", str(out), "--once", *FAST], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert masks(out) == ["tiles_z0000_mask.png", "tiles_z0001_mask.png"]
     stamps = {name: (out / name).stat().st_mtime_ns for name in masks(out)}
-    tifffile.imwrite(stack, pages[2], append=True, photometric="minisblack")  # the acquisition appends a page
+    tifffile.imwrite(stack, pages[2], append=True, photometric="minisblack", metadata=None)  # a page more
     os.utime(stack, (old + 1, old + 1))
     second = subprocess.run([CLI, "watch", str(inbox), "-o", str(out), "--once", *FAST], capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
