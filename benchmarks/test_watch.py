@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 CLI = str(Path(sys.executable).parent / "emseg-lite")
 SECTIONS = 8

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import logging
 import threading
 import time
 from collections import deque
@@ -31,10 +30,9 @@ from .card import PostProcessing
 from .datasets import image_files
 from .errors import EmsegError, InputError, OutputError
 from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Section, check_regular_file, open_section
-from .pixelsize import differs
+from .pixelsize import ScaleCheck
 from .segmenter import Segmenter
 
-log = logging.getLogger(__name__)
 OUTPUT_TAGS = ("_mask", "_prob", "_overlay")
 OVERLAY_COLOUR = (255, 0, 255)
 
@@ -171,22 +169,6 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
             yield from _handle(*pending.popleft())
 
 
-class ScaleCheck:
-    """Says once per run when an input's known pixel size is not the model's (``pixelsize``)."""
-
-    def __init__(self, model_nm: float | None):
-        self.model_nm = model_nm
-        self.said = False
-
-    def check(self, section: Section) -> None:
-        if not self.said and differs(section.pixel_size_nm, self.model_nm):
-            self.said = True
-            log.warning("%s: pixels of %.3g nm, but the model learnt sections of %.3g nm: membranes look %s to "
-                        "it than in training; results may be poorer (fine-tune on your data, see README)",
-                        section.path, section.pixel_size_nm, self.model_nm,
-                        "thinner" if section.pixel_size_nm > self.model_nm else "thicker")
-
-
 class _Workers:
     """Threads that segment blocks, one interpreter each: the caller's segmenter for the
     first, copies for the others (made when a second block runs at the same time)."""
@@ -247,7 +229,7 @@ class _FileWork:
 
 
 def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: Options, inputs: set[Path],
-                 claimed: set[Path], scale: "ScaleCheck") -> Iterator[tuple[Future, Callable]]:
+                 claimed: set[Path], scale: ScaleCheck) -> Iterator[tuple[Future, Callable]]:
     """The steps of one file, each a task (or a finished future) and what to do with its
     result in the calling thread; the last step commits or abandons the outputs and
     closes the file, after every block of it has been read."""
@@ -267,7 +249,7 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
         yield _completed(exc), lambda error: [FileFailed(path, error)]
         return
     scale.check(section)
-    plan = plan_for(segmenter, section.height, section.width, work.post, options.block)
+    plan = plan_for(segmenter.card, section.height, section.width, work.post, options.block, segmenter.grid.halo)
     if options.fixed_tile:
         plan = dataclasses.replace(plan, tile=None)
     try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .blocks import Block, BlockPlan, plan_section
-from .card import PostProcessing
+from .card import ModelCard, PostProcessing
 from .intensity import normalize
 from .io import Section
 from .postprocess import membrane_and_regions, membrane_mask
@@ -67,11 +67,11 @@ class Finished:
     regions: np.ndarray | None = None
 
 
-def plan_for(segmenter: "Segmenter", height: int, width: int, post: PostProcessing,
-             block: int | None = None) -> BlockPlan:
-    """``blocks.plan_section`` with this model's down-sampling, halo and tile."""
-    card = segmenter.card
-    return plan_section(height, width, card.tiling.align, segmenter.grid.halo, card.tiling.tile,
+def plan_for(card: ModelCard, height: int, width: int, post: PostProcessing, block: int | None = None,
+             halo: int | None = None) -> BlockPlan:
+    """``blocks.plan_section`` with this model's down-sampling and tile, and ``halo`` (default: the card's)."""
+    tiling = card.tiling
+    return plan_section(height, width, tiling.align, tiling.halo if halo is None else halo, tiling.tile,
                         post.method == "watershed", block)
 
 

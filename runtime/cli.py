@@ -112,14 +112,15 @@ def segment(
             batch.check_out_dir(out)
         except EmsegError as exc:
             raise _fail(exc) from None
-    workers, interpreter_threads = _workers(batch, files, threads, delegate)
+    total = sum(batch.count_pixels(p) for p in files)  # from headers: sizes the workers and the progress bar
+    workers, interpreter_threads = _workers(len(files), total, threads, delegate)
     segmenter = _load(model, interpreter_threads, delegate, tile, overlap)
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
         probabilities=probabilities, overlay=overlay, overwrite=overwrite, block=block, fixed_tile=tile is not None,
         workers=workers, **({"max_pixels": max_pixels} if max_pixels else {}),
     )
-    done, failed, timings = _run_batch(batch, segmenter, files, options, quiet)
+    done, failed, timings = _run_batch(batch, segmenter, files, options, quiet, total)
     if not quiet and done:
         typer.echo(_summary(timings, done), err=True)
     if done == 0:
@@ -128,7 +129,7 @@ def segment(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _workers(batch, files, threads, delegate) -> tuple[int, int]:
+def _workers(files: int, pixels: int, threads, delegate) -> tuple[int, int]:
     """(block workers, interpreter threads each): one interpreter per core when there
     is more than one block to run at once, else one interpreter on every core (a
     single slice, or a delegate, which runs on its accelerator)."""
@@ -136,7 +137,7 @@ def _workers(batch, files, threads, delegate) -> tuple[int, int]:
     from .segmenter import default_threads
 
     threads = threads or default_threads()
-    if delegate or (len(files) < 2 and sum(batch.count_pixels(p) for p in files) <= SINGLE_BLOCK_PIXELS):
+    if delegate or (files < 2 and pixels <= SINGLE_BLOCK_PIXELS):
         return 1, threads
     return threads, 1
 
@@ -145,8 +146,7 @@ PROGRESS_PIXELS = 4 * 1024 * 1024
 """Runs with more pixels than this show a progress bar (pixels done, ETA); one slice does not."""
 
 
-def _run_batch(batch, segmenter, files, options, quiet):
-    total = sum(batch.count_pixels(p) for p in files)
+def _run_batch(batch, segmenter, files, options, quiet, total):
     timings: dict[str, list[float]] = {"read": [], "infer": [], "post": [], "write": []}
     done = failed = 0
     started = time.perf_counter()
@@ -381,8 +381,9 @@ def volume(
         raise _fail(f"emseg-lite volume needs the volume extra ({exc.name} is missing): "
                     'pip install "emseg-lite[volume]"') from None
     from . import registry
-    from .batch import ScaleCheck
+    from .blockwise import plan_for
     from .card import ModelCard, card_path_for
+    from .pixelsize import ScaleCheck
     from .errors import EmsegError
 
     if scheduler and workers:
@@ -393,7 +394,7 @@ def volume(
         card.check_model_file(model_path)
         source = open_volume(input)
         ScaleCheck(card.training.pixel_size_nm).check(source)
-        plan = engine.plan(card, source, card.postprocessing, block)
+        plan = plan_for(card, source.height, source.width, card.postprocessing, block)
         job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
                          plan, probabilities.value if probabilities else None)
         output = engine.open_or_create(job, source, card, resume, overwrite)

@@ -8,9 +8,11 @@ those are read, carried into the outputs and compared once with the card's.
 """
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ElementTree
 
+log = logging.getLogger(__name__)
 NM_PER_UNIT = {
     "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
     "um": 1e3, "µm": 1e3, "μm": 1e3, "\\u00b5m": 1e3, "micron": 1e3, "micrometer": 1e3, "micrometre": 1e3,
@@ -63,3 +65,20 @@ def differs(pixel_nm: float | None, model_nm: float | None) -> bool:
     if not pixel_nm or not model_nm:
         return False
     return abs(pixel_nm - model_nm) > TOLERANCE * model_nm
+
+
+class ScaleCheck:
+    """Says once per run when an input's known pixel size is not the model's."""
+
+    def __init__(self, model_nm: float | None):
+        self.model_nm = model_nm
+        self.said = False
+
+    def check(self, section) -> None:
+        """``section``: an ``io.Section`` (its ``path`` and ``pixel_size_nm``)."""
+        if not self.said and differs(section.pixel_size_nm, self.model_nm):
+            self.said = True
+            log.warning("%s: pixels of %.3g nm, but the model learnt sections of %.3g nm: membranes look %s to "
+                        "it than in training; results may be poorer (fine-tune on your data, see README)",
+                        section.path, section.pixel_size_nm, self.model_nm,
+                        "thinner" if section.pixel_size_nm > self.model_nm else "thicker")

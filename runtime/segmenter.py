@@ -63,13 +63,10 @@ class Segmenter:
         net = TFLiteNet(path, threads or default_threads(), delegate)
         net.check_card(card, card_path)
         grid = TileGrid(tile or card.tiling.tile, card.tiling.halo if overlap is None else overlap, card.tiling.align)
-        if grid.tile != net.tile:
-            try:
-                net.resize(grid.tile)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelError(path, f"cannot run this model on {grid.tile} x {grid.tile} tiles ({exc})") from None
+        segmenter = cls(net, card, grid)
+        segmenter._resize_net(grid.tile)
         log.info("loaded %s (%s, tile %d, halo %d, %d threads)", path, card.variant, grid.tile, grid.halo, net.threads)
-        return cls(net, card, grid)
+        return segmenter
 
     def clone(self) -> "Segmenter":
         """Another interpreter of the same model, options and tile, for another thread."""
@@ -125,11 +122,14 @@ class Segmenter:
         if tile == self.grid.tile:
             return
         grid = TileGrid(tile, self.grid.halo, self.grid.align)
+        self._resize_net(tile)
+        self.grid = grid
+
+    def _resize_net(self, tile: int) -> None:
         try:
             self.net.resize(tile)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(self.net.path, f"cannot run this model on {tile} x {tile} tiles ({exc})") from None
-        self.grid = grid
 
     def postprocessing(self, method: str | None = None, threshold: float | None = None) -> PostProcessing:
         """The card's post-processing with optional overrides of method and threshold."""
@@ -161,7 +161,7 @@ class Segmenter:
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
         post = post or self.card.postprocessing
-        plan = plan_for(self, *image.shape, post, block)
+        plan = plan_for(self.card, *image.shape, post, block, self.grid.halo)
         page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, plan)
         membrane = np.empty(image.shape, dtype=bool)
         for part in page.blocks:

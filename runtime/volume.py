@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-from .blocks import Block, BlockPlan, plan_section
+from .blocks import Block, BlockPlan
 from .blockwise import finish_block, infer_block, start_page
 from .card import PostProcessing
 from .errors import EmsegError
@@ -235,10 +235,3 @@ def summary(events: list[BlockDone]) -> dict:
     return {worker: {"blocks": len(items), "megapixels": sum(e.pixels for e in items) / 1e6,
                      "seconds": sum(e.seconds for e in items), "peak_rss_mb": max(e.peak_rss_mb for e in items)}
             for worker, items in per_worker.items()}
-
-
-def plan(card, volume: VolumeSection, post: PostProcessing, block: int | None) -> BlockPlan:
-    """``segment``'s plan for one section of this volume (the card's halo)."""
-    tiling = card.tiling
-    return plan_section(volume.height, volume.width, tiling.align, tiling.halo, tiling.tile,
-                        post.method == "watershed", block)

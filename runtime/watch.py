@@ -33,7 +33,7 @@ from typing import Iterator, Union
 import numpy as np
 
 from . import sinks
-from .batch import OUTPUT_TAGS, ScaleCheck
+from .batch import OUTPUT_TAGS
 from .blockwise import finish_block, infer_block, plan_for, prepare_page
 from .card import PostProcessing
 from .datasets import natural_key
@@ -41,6 +41,7 @@ from .errors import EmsegError, InputError, OutputError
 from .files import atomic_write_text
 from .io import IMAGE_SUFFIXES, MRC_SUFFIXES, Section, open_section
 from .regions import label
+from .pixelsize import ScaleCheck
 from .segmenter import Segmenter
 
 JOURNAL = ".emseg-watch.json"
@@ -169,8 +170,8 @@ class Watcher:
         name = path.name
         entry = self._journal.get(name)
         changed = entry is not None and (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns)
-        if entry is not None and entry.failed and not changed:
-            return  # reported once already; waits for the file to change
+        if entry is not None and not changed:
+            return  # finished (the journal is written after a file's last section) or failed and reported once
         try:
             section = open_section(path)
         except EmsegError as exc:
@@ -209,7 +210,8 @@ class Watcher:
 
     def _segment(self, section: Section, index: int, stack: bool, output: Path, settled_at: float) -> SectionWritten:
         start = time.perf_counter()
-        plan = plan_for(self.segmenter, section.height, section.width, self.post, self.block)
+        plan = plan_for(self.segmenter.card, section.height, section.width, self.post, self.block,
+                        self.segmenter.grid.halo)
         page = prepare_page(self.segmenter, section, index, plan)
         sink = sinks.open_sink(sinks.layout(1, section.height, section.width), output, 1, section.height,
                                section.width, np.uint8, compress=True, pixel_size_nm=section.pixel_size_nm)

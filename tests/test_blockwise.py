@@ -43,7 +43,7 @@ def mosaic(data_root):
 def blockwise(segmenter, image, block, post=None):
     """Membrane map and probabilities of ``image`` assembled from ``block``-px blocks."""
     post = post or segmenter.card.postprocessing
-    plan = plan_for(segmenter, *image.shape, post, block)
+    plan = plan_for(segmenter.card, *image.shape, post, block)
     page = prepare_page(segmenter, ArraySection(Path("array"), image[np.newaxis]), 0, plan)
     membrane = np.empty(image.shape, bool)
     probability = np.empty(image.shape, np.float32)

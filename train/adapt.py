@@ -56,7 +56,7 @@ from .data import training_dataset
 from .fit import SLICE_SIZE, history_rows, machine, versions
 from .keras2 import keras
 from .predict import predict_slice
-from .validation import IsbiValidation, callbacks, validate
+from .validation import IsbiValidation, validate
 
 log = logging.getLogger(__name__)
 MIN_SECTIONS_FOR_HOLDOUT = 4

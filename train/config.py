@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -58,8 +58,32 @@ class AugmentConfig:
     noise_sigma: float = 0.03
 
 
+class _JsonConfig:
+    """``config.json`` in and out, strictly: unknown keys are an error (``_nested``: sub-configs)."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        data = dict(data)
+        for key, sub in cls._nested.items():
+            if key in data:
+                data[key] = _strict(sub, data[key])
+        return _strict(cls, data)
+
+    @classmethod
+    def load(cls, path: Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(_JsonConfig):
     data: str = "../shared/data/isbi2012"
     val_sections: int = 5
     membrane_value: int = 0
@@ -81,28 +105,11 @@ class TrainConfig:
     """Pixel size of the training data (ISBI 2012: 4 nm), recorded in the card for the runtime's
     scale check and the bioimage.io package; None when unknown."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        data = dict(data)
-        nested = {"model": ModelConfig, "augment": AugmentConfig}
-        for key, sub in nested.items():
-            if key in data:
-                data[key] = _strict(sub, data[key])
-        return _strict(cls, data)
-
-    @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    _nested: ClassVar[dict[str, type]] = {"model": ModelConfig, "augment": AugmentConfig}
 
 
 @dataclass
-class FineTuneConfig:
+class FineTuneConfig(_JsonConfig):
     """The fine-tuning recipe (``make finetune``): every number of it, written as ``config.json``.
 
     Starts from a trained float model (by default the shipped one) and keeps its
@@ -134,22 +141,7 @@ class FineTuneConfig:
     pixel_size_nm: float | None = None
     """Pixel size of the user's sections, from their file's metadata or --pixel-size-nm (None: unknown)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FineTuneConfig":
-        data = dict(data)
-        if "augment" in data:
-            data["augment"] = _strict(AugmentConfig, data["augment"])
-        return _strict(cls, data)
-
-    @classmethod
-    def load(cls, path: Path) -> "FineTuneConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    _nested: ClassVar[dict[str, type]] = {"augment": AugmentConfig}
 
 
 def _strict(cls, data: dict[str, Any]):
