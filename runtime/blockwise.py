@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .blocks import Block, BlockPlan, plan_section
+from .blocks import Block, BlockPlan, pieces, plan_section
 from .card import ModelCard, PostProcessing
 from .intensity import normalize
 from .io import Section
@@ -103,17 +103,26 @@ def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: b
 
 def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: bool = False,
                  keep_regions: bool = False) -> Finished:
-    """Post-process the window and keep the core (thread-safe: no interpreter involved)."""
+    """Post-process the window, piece by piece (``blocks.pieces``), and keep the core
+    (thread-safe: no interpreter involved). Regions are numbered 1..n over the block's
+    pieces, each piece's after the last piece's."""
     block = inferred.block
-    core = block.core.within(block.window)
-    regions = None
-    if keep_regions:
-        membrane, regions = membrane_and_regions(inferred.probability, post)
-        membrane, regions = membrane[core], regions[core]
-    else:
-        membrane = membrane_mask(inferred.probability, post)[core]
+    membrane = np.empty(block.core.shape, dtype=bool)
+    regions = np.empty(block.core.shape, dtype=np.int32) if keep_regions else None
+    count = 0
+    for piece in pieces(block, inferred.page.plan.context):
+        probability = inferred.probability[piece.window.within(block.window)]
+        core, out = piece.core.within(piece.window), piece.core.within(block.core)
+        if regions is None:
+            membrane[out] = membrane_mask(probability, post)[core]
+            continue
+        piece_membrane, piece_regions = membrane_and_regions(probability, post)
+        membrane[out] = piece_membrane[core]
+        kept = piece_regions[core]
+        regions[out] = np.where(kept > 0, kept + count, 0) if count else kept
+        count += int(piece_regions.max(initial=0))
     gray = None
     if inferred.pixels is not None:
         gray = normalize(inferred.pixels, inferred.page.low, inferred.page.high)
-    probability = inferred.probability[core] if keep_probability else None
+    probability = inferred.probability[block.core.within(block.window)] if keep_probability else None
     return Finished(inferred.page, block, membrane, probability, gray, regions)

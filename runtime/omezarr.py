@@ -53,8 +53,10 @@ class Layout:
 
     @property
     def region_stride(self) -> int:
-        """Region ids are block number x stride + the region's number in its block's window;
-        a window has at most this many regions (one per pixel)."""
+        """Region ids are block number x stride + the region's number in its block; a block
+        has at most this many: regions are 4-connected, so at most one per two pixels of
+        each post-processing piece's window, and the pieces' windows overlap by far less
+        than the block's window again (``blocks.pieces``)."""
         window = min(self.block + 2 * self.context, max(self.shape[1:]))
         return window * window
 

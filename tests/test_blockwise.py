@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emseg_lite.runtime.blocks import BlockPlan, Region, plan_section
+from emseg_lite.runtime import blocks
+from emseg_lite.runtime.blocks import Block, BlockPlan, Region, pieces, plan_section
 from emseg_lite.runtime.blockwise import finish_block, infer_block, plan_for, prepare_page
 from emseg_lite.runtime.datasets import load_labeled, locate
 from emseg_lite.runtime.io import ArraySection, read_slices
@@ -68,7 +69,8 @@ def test_isbi_validation_blockwise_equals_whole(segmenter, validation, block):
 
 
 def test_mosaic_blockwise_equals_whole(segmenter, mosaic):
-    """Awkward 1504-px blocks over a 4096-px mosaic, as a big section is cut (its default fits one block)."""
+    """Awkward 1504-px blocks (post-processed in 752-px pieces) over a 4096-px mosaic, as a big
+    section is cut (its default fits one block)."""
     assert plan_section(*mosaic.shape, 16, 48, 608, True).count(*mosaic.shape) == 1
     segmenter.use_tile(plan_section(*mosaic.shape, 16, 48, 608, True).tile)
     try:
@@ -126,3 +128,40 @@ def test_block_plan_geometry():
     assert (covered == 1).all()
     with pytest.raises(ValueError, match="multiples of 16"):
         BlockPlan(size=100, context=32, align=16)
+
+
+def test_pieces_cover_the_core_once_within_the_window():
+    block = Block(1, 2, Region(1000, 2000, 3500, 2900), Region(968, 1968, 3532, 2932))
+    parts = pieces(block, 32, size=1024)
+    assert [(p.row, p.col) for p in parts] == [(r, c) for r in range(3) for c in range(1)]
+    covered = np.zeros((4000, 4000), np.uint8)
+    for part in parts:
+        covered[part.core.slices] += 1
+        assert max(part.core.shape) <= 1024
+        w, c, b = part.window, part.core, block.window
+        assert (w.y0, w.x0, w.y1, w.x1) == (max(c.y0 - 32, b.y0), max(c.x0 - 32, b.x0),
+                                            min(c.y1 + 32, b.y1), min(c.x1 + 32, b.x1))
+    assert covered[block.core.slices].min() == 1 and covered.sum() == block.core.height * block.core.width
+    assert pieces(block, 0, size=1024) == [block]  # no context: one pass, as a single block
+
+
+def test_pieces_number_regions_apart_and_agree_with_the_whole(segmenter, vnc_tiff, monkeypatch):
+    """A 1024-px block post-processed in 256-px pieces: region ids never repeat across pieces."""
+    image = read_slices(vnc_tiff).pages[0]
+    post = segmenter.card.postprocessing
+    plan = plan_for(segmenter.card, *image.shape, post, 1024)
+    page = prepare_page(segmenter, ArraySection(Path("array"), image[np.newaxis]), 0, plan)
+    (block,) = page.blocks
+    assert plan.context > 0
+    inferred = infer_block(segmenter, page, block)
+    monkeypatch.setattr(blocks, "POST_PIECE", 300)
+    parts = pieces(block, plan.context)
+    assert len(parts) == 16
+    done = finish_block(inferred, post, keep_regions=True)
+    owners = {}
+    for part in parts:
+        for region in np.unique(done.regions[part.core.within(block.core)]):
+            assert owners.setdefault(int(region), part) is part
+    assert 0 not in owners  # the watershed's regions cover every pixel
+    whole = membrane_mask(inferred.probability, post)
+    assert np.mean(done.membrane == whole) >= MIN_AGREEMENT

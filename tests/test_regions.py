@@ -114,6 +114,11 @@ def test_compiled_operations_equal_numpy_on_random_images():
         native.flood(b, relief, 0.4)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(regions.label_borders(a), native.label_borders(a))
+        for levels in ([0.2, 0.5], [0.3, 0.6, np.inf]):  # the levels hand over their unlabelled runs
+            a, b = seeds.copy(), seeds.copy()
+            regions.flood_levels(a, relief, levels)
+            native.flood_levels(b, relief, levels)
+            np.testing.assert_array_equal(a, b)
 
 
 def test_compiled_watershed_equals_numpy_on_real_maps(vnc_tiff):
