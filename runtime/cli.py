@@ -402,14 +402,14 @@ def volume(
         raise _fail(exc) from None
     client = engine.local_cluster(workers, threads) if scheduler is None else _client(scheduler)
     done_events, failures = [], []
-    started = time.perf_counter()
     try:
         events = engine.run(job, output, source, client)
         first = next(events)
+        started = time.perf_counter()  # after the workers' warm-up: from the first block to the last
         if not quiet:
             typer.echo(f"{input}: {source.pages} section(s) of {source.width} x {source.height}, "
                        f"{first.total} block(s) of {plan.size} px ({first.done_before} already done), "
-                       f"{first.workers} worker(s)", err=True)
+                       f"{first.workers} worker(s) ready in {first.warm_up_s:.1f} s", err=True)
         with typer.progressbar(length=max(first.total - first.done_before, 1), label="blocks", file=sys.stderr,
                                hidden=quiet, show_eta=True, show_pos=True) as bar:
             for event in events:
@@ -419,10 +419,10 @@ def volume(
                 else:
                     done_events.append(event)
                 bar.update(1)
+        seconds = time.perf_counter() - started
     finally:
         client.close()
         source.close()
-    seconds = time.perf_counter() - started
     if not quiet:
         pixels = sum(e.pixels for e in done_events)
         per_worker = engine.summary(done_events)
