@@ -99,13 +99,13 @@ test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, the oldest LiteRT, the
 
 bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks/results/
 	mkdir -p benchmarks/results
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	EMSEG_VOLUME_ROUNDS=3 $(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json --out benchmarks/results
 	$(BIN)/python -m benchmarks.figure --out benchmarks/results
 
-bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end (~10 min): benchmarks/results/big_sections.*
+bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 3 paired rounds (~15 min): benchmarks/results/big_sections.*
 	mkdir -p benchmarks/results
-	EMSEG_BIG_SIDES=20000,30000 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
+	EMSEG_BIG_SIDES=20000,30000 EMSEG_BIG_ROUNDS=3 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 

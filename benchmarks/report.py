@@ -75,14 +75,14 @@ def volumes(table: list[dict]) -> list[str]:
     rows_ = [r for r in table if "throughput_vs_segment" in r["info"] or r["variant"].endswith(", segment")]
     if not rows_:
         return []
-    lines = ["", "| stack | run | megapixels/s (first block to last) | wall s | x segment | peak RSS MB per worker |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["", "| stack | run | megapixels/s (first block to last) | wall s | x segment (paired runs) | "
+                 "worker warm-up s | peak RSS MB per worker |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows_:
         info = r["info"]
         ratio = f"{info['throughput_vs_segment']:.2f}" if "throughput_vs_segment" in info else "1 (reference)"
         lines.append(f"| {info['sections']} x {info['side']}² | {r['variant'].split(', ')[-1]} | "
                      f"{info['megapixels_per_s']:.1f} | {info['wall_s']} | {ratio} | "
-                     f"{info.get('peak_rss_mb_per_worker', '')} |")
+                     f"{info.get('worker_warm_up_s', '')} | {info.get('peak_rss_mb_per_worker', '')} |")
     estimate = [r["info"] for r in rows_ if "hours_on_one_32_core_node" in r["info"]]
     if estimate:
         hours = estimate[0]["hours_on_one_32_core_node"]
@@ -109,11 +109,11 @@ def big_sections(table: list[dict]) -> list[str]:
     big = [r for r in table if _is_big_section(r)]
     if not big:
         return []
-    lines = ["", "| section | post-processing | seconds | megapixels/s | peak RSS MB | time / post none |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["", "| section | post-processing | seconds (median) | megapixels/s | peak RSS MB | "
+                 "time / post none (median of paired runs) |", "|---|---|---:|---:|---:|---:|"]
     for r in big:
         info = r["info"]
-        ratio = f"{info['ratio_to_post_none']:.2f}" if "ratio_to_post_none" in info else ""
+        ratio = f"{info['ratio_to_post_none']:.3f}" if "ratio_to_post_none" in info else ""
         lines.append(f"| {info['side']} x {info['side']} | {r['variant'].split('post ')[-1]} | "
                      f"{r['median_ms'] / 1000:.1f} | {info['megapixels_per_s']:.1f} | {info['peak_rss_mb']} | {ratio} |")
     return lines
