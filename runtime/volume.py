@@ -136,13 +136,14 @@ def run(job: Job, output: Output, volume: VolumeSection, client) -> Iterator[Eve
 
 def warm_up(client, job: Job, workers: dict) -> float:
     """Seconds for every worker thread to import, load the model on the plan's tile and open
-    the stores, all at once before the first block: a one-off per worker (1.5-2 s here),
-    which would otherwise stretch the first blocks and skew the ETA. A worker whose
-    warm-up fails is left to fail its blocks, which report why."""
+    the stores, all at once before the first block: a one-off per worker (0.5 s here),
+    which would otherwise stretch each worker's first block and skew the ETA. A worker
+    whose warm-up fails is left to fail its blocks, which report why; one that left the
+    cluster meanwhile has its warm-up run by another (a loose restriction, never a hang)."""
     from distributed import wait
 
     start = time.perf_counter()
-    futures = [client.submit(_ready, job, workers=[address], allow_other_workers=False, pure=False)
+    futures = [client.submit(_ready, job, workers=[address], allow_other_workers=True, pure=False)
                for address, info in workers.items() for _ in range(info.get("nthreads", 1))]
     wait(futures)
     for future in futures:
