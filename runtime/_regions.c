@@ -140,9 +140,11 @@ enum { FROM_NONE, FROM_ABOVE, FROM_LEFT, FROM_RIGHT, FROM_BELOW };
  *    down, after a step up never down. So a bottom-up scan resolves 'below',
  *    then per row 'left' and 'right', and a last top-down scan 'above', each
  *    reading a neighbour that is already final.
- * Memory traffic, not arithmetic, is the cost (a 3000 px block's arrays are far
- * bigger than the caches), so each level is two sweeps over the image, each
- * doing every step that the rows at hand allow: bottom-up, the backward
+ * On a whole 3000-px block, whose arrays are far bigger than the caches, memory
+ * traffic was the cost; each level is therefore two sweeps over the image, each
+ * doing every step that the rows at hand allow (on a 1000-px piece, which fits
+ * in cache, the scans' chains of dependent minima and selects are the cost,
+ * about 5 cycles per pixel per pass; 16-bit distances made no difference): bottom-up, the backward
  * distances of a row and the choices of the row below it (which need the
  * finished distances above); top-down, the 'above' choices and the labels of
  * this level, the unlabelled runs left for the next level and its forward
