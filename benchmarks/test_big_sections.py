@@ -21,7 +21,6 @@ from .test_latency import _CLI_WITH_PEAK
 
 SIDES = [int(s) for s in os.environ.get("EMSEG_BIG_SIDES", "6144").split(",")]
 ROUNDS = int(os.environ.get("EMSEG_BIG_ROUNDS", "1"))
-_SECONDS: dict[tuple[int, str], float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,6 @@ def test_big_section(benchmark, record, sections, side, post, tmp_path):
 
     benchmark.pedantic(segment, setup=run_none_first if post == "watershed" else None, rounds=ROUNDS, iterations=1)
     seconds = statistics.median(s for s, _ in runs)
-    _SECONDS[side, post] = seconds
     info = dict(origin="embedded", variant=f"int8, post {post}", threads="default", side=side, rounds=ROUNDS,
                 megapixels_per_s=round(side * side / seconds / 1e6, 2), peak_rss_mb=round(max(p for _, p in runs)))
     if paired:

@@ -355,8 +355,6 @@ def _close(work: _FileWork) -> list[Event]:
 
 def _commit(work: _FileWork) -> list[Event]:
     """Make every output appear, or none: a later failure removes the ones already in place."""
-    if work.failed:
-        return []
     start = time.perf_counter()
     committed: list[Path] = []
     for name, sink in work.sinks.items():

@@ -23,7 +23,6 @@ from . import labels as label_kinds
 from .errors import InputError
 from .io import IMAGE_SUFFIXES, DEFAULT_MAX_PIXELS, read_slices
 from .labels import LabelSpec
-from .regions import label
 
 
 @dataclass
@@ -35,14 +34,8 @@ class LabeledVolume:
     images: np.ndarray
     membrane: np.ndarray
     names: list[str]
-    regions: np.ndarray | None = None
+    regions: np.ndarray
     kind: str = "membrane"
-
-    def __post_init__(self):
-        if self.regions is None:
-            self.regions = np.zeros(self.membrane.shape, np.int32)
-            for section, membrane in zip(self.regions, self.membrane):
-                section[:] = label(~membrane)[0]
 
     @property
     def metric(self) -> str:

@@ -90,7 +90,8 @@ class Section:
         """``intensity.intensity_range`` of a whole page, streamed in bands of rows."""
         finder = RangeFinder(self.dtype, self.height * self.width, spec)
         for y in range(0, self.height, BAND_ROWS):
-            band = self.read(page, Region(y, 0, min(self.height, y + BAND_ROWS), self.width))
+            with self.lock:  # blocks of the previous page may be read by worker threads meanwhile
+                band = self.read(page, Region(y, 0, min(self.height, y + BAND_ROWS), self.width))
             finder.add(y * self.width, band)
         try:
             return finder.result()

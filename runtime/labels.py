@@ -62,28 +62,28 @@ def resolve_kind(source, pages: list[tuple[object, np.ndarray]], spec: LabelSpec
 
     ``source`` names the whole volume, each page's own source the page at fault.
     """
-    stack = np.stack([page for _, page in pages])
-    if stack.dtype.kind not in "ui":
-        raise InputError(source, f"labels are {stack.dtype} values; expected integer membrane masks or instance ids")
-    values = np.unique(stack)
+    dtype = np.result_type(*(page for _, page in pages))
+    if dtype.kind not in "ui":
+        raise InputError(source, f"labels are {dtype} values; expected integer membrane masks or instance ids")
+    per_page = [np.unique(page) for _, page in pages]  # sorted once, for the volume and each page's check
+    values = np.unique(np.concatenate(per_page))
     if len(values) < 2:
         raise InputError(source, f"labels hold a single value ({values[0]}): nothing marks a membrane or boundary")
     kind = spec.kind
     if kind == "auto":
         # 8-bit labels with stray grey levels are far more often a damaged mask than instance ids.
-        kind = "membrane" if len(values) == 2 or stack.dtype.itemsize == 1 else "instances"
+        kind = "membrane" if len(values) == 2 or dtype.itemsize == 1 else "instances"
     if kind == "membrane":
-        _check_binary(pages, spec)
+        _check_binary(pages, per_page, spec)
         if spec.membrane_value not in values:
             raise InputError(source, f"no pixel has the membrane value {spec.membrane_value} (values: "
                                      f"{_shown(values)}); give the value that marks membrane")
     return kind
 
 
-def _check_binary(pages: list[tuple[object, np.ndarray]], spec: LabelSpec) -> None:
+def _check_binary(pages: list[tuple[object, np.ndarray]], per_page: list[np.ndarray], spec: LabelSpec) -> None:
     seen: set[int] = set()
-    for page_source, page in pages:
-        values = np.unique(page)
+    for (page_source, _), values in zip(pages, per_page):
         seen.update(int(v) for v in values)
         if len(seen) > 2:
             hint = "; instance ids? then say so (kind instances)" if spec.kind == "auto" else ""

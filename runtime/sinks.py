@@ -118,7 +118,6 @@ class _TiffSink(Sink):
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self._band: np.ndarray | None = None  # the block row being assembled
-        self._band_y0 = 0
         self._pending = self._plane(0)  # complete rows not yet cut into tiles
         try:
             self._file = AtomicFile(self.path)
@@ -177,7 +176,7 @@ class _TiffSink(Sink):
 
     def write(self, page: int, region: Region, data: np.ndarray) -> None:
         if region.x0 == 0:
-            self._band, self._band_y0 = self._plane(region.height), region.y0
+            self._band = self._plane(region.height)
         self._band[:, region.x0 : region.x1] = data
         if region.x1 == self.width:
             self._pending = np.concatenate([self._pending, self._band])

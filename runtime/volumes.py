@@ -18,7 +18,7 @@ import numpy as np
 from .blocks import Region
 from .datasets import image_files
 from .errors import InputError
-from .io import IMAGE_SUFFIXES, Section, check_dtype, check_size, open_section
+from .io import Section, check_dtype, check_size, open_section
 from .pixelsize import to_nm
 
 
@@ -76,7 +76,7 @@ class _FolderVolume(VolumeSection):
     """Single-section image files, z in natural order (``2.png`` before ``10.png``)."""
 
     def __init__(self, folder: Path):
-        files = [p for p in image_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = image_files(folder)
         if not files:
             raise InputError(folder, "no images (.png, .jpg, .tif) in this folder")
         with open_section(files[0]) as first:

@@ -40,8 +40,8 @@ from .datasets import natural_key
 from .errors import EmsegError, InputError, OutputError
 from .files import atomic_write_text
 from .io import IMAGE_SUFFIXES, MRC_SUFFIXES, Section, open_section
-from .regions import label
 from .pixelsize import ScaleCheck
+from .postprocess import region_ops
 from .segmenter import Segmenter
 
 JOURNAL = ".emseg-watch.json"
@@ -179,8 +179,7 @@ class Watcher:
             return
         self._scale.check(section)
         with section:
-            stack = entry.stack if entry is not None and not changed else (
-                section.is_stack or path.suffix.lower() in MRC_SUFFIXES)
+            stack = section.is_stack or path.suffix.lower() in MRC_SUFFIXES
             replaced = changed and not (entry.stack and stack and info.st_size > entry.size)
             try:
                 for index in range(section.pages):
@@ -197,8 +196,6 @@ class Watcher:
         self._save_journal()
 
     def _failed(self, path: Path, info: os.stat_result, error: EmsegError, entry: _Entry | None) -> Iterator[Event]:
-        if entry is not None and entry.failed and (entry.size, entry.mtime_ns) == (info.st_size, info.st_mtime_ns):
-            return
         self._journal[path.name] = _Entry(info.st_size, info.st_mtime_ns, bool(entry and entry.stack), str(error))
         self._save_journal()
         yield FileSkipped(path, error)
@@ -215,15 +212,13 @@ class Watcher:
         page = prepare_page(self.segmenter, section, index, plan)
         sink = sinks.open_sink(sinks.layout(1, section.height, section.width), output, 1, section.height,
                                section.width, np.uint8, compress=True, pixel_size_nm=section.pixel_size_nm)
-        polarity = self.segmenter.card.mask
         regions = None
         try:
             for block in page.blocks:
                 done = finish_block(infer_block(self.segmenter, page, block), self.post)
-                values = np.where(done.membrane, np.uint8(polarity.membrane_value), np.uint8(polarity.cell_value))
-                sink.write(0, block.core, values)
+                sink.write(0, block.core, self.segmenter.to_mask(done.membrane))
                 if len(page.blocks) == 1:
-                    regions = label(~done.membrane)[1]
+                    regions = region_ops().label(~done.membrane)[1]
             sink.end_page(0)
             sink.commit()
         except BaseException:

@@ -44,7 +44,7 @@ from emseg_lite.runtime.card import (Comparison, LabelSource, ModelCard, ModelFi
                                      TensorSpec, Tiling, Training)
 from emseg_lite.runtime.datasets import LabeledVolume, load_labeled
 from emseg_lite.runtime.errors import InputError
-from emseg_lite.runtime.evaluate import Report, score_volume
+from emseg_lite.runtime.evaluate import Report, both_methods, score_volume
 from emseg_lite.runtime.files import file_sha256
 from emseg_lite.runtime.labels import LabelSpec
 
@@ -128,19 +128,19 @@ def finetune(config: FineTuneConfig, out: Path, command: str, verbose: int = 1) 
     keras.utils.set_random_seed(config.seed)
     spec = base.card.normalization
     exact_halo = math.ceil(base.card.architecture.receptive_field_radius / align) * align
-    model = _fine_tune_float(base, sections, config, out, exact_halo, verbose)
+    validation = IsbiValidation(sections.val, spec, exact_halo, align, base.card.postprocessing) if sections.val else None
+    model = _fine_tune_float(base, sections, config, out, validation, verbose)
     _save_without_optimizer(model, out / "model.keras")
 
     dataset = training_dataset(sections.train, config, spec, config.seed + 1)
-    validation = IsbiValidation(sections.val, spec, exact_halo, align, base.card.postprocessing) if sections.val else None
     qat_model = qat.fine_tune(model, dataset, config, validation, out, verbose)
 
     reports, comparison, post = {}, None, FALLBACK_POSTPROCESSING
     if sections.val is not None:
         float_maps = [predict_slice(model, image, spec, exact_halo, align) for image in sections.val.images]
         post = choose_postprocessing(float_maps, sections.val, SMOOTHING_SIGMAS)
-        reports = {name: validate(m, sections.val, spec, exact_halo, align, post)
-                   for name, m in (("full_model", model), ("qat_model", qat_model))}
+        reports = {"full_model": score_volume(float_maps, sections.val, both_methods(post)),
+                   "qat_model": validate(qat_model, sections.val, spec, exact_halo, align, post)}
         zero_shot = zero_shot_scores(base, sections.val)
         comparison = compare(reports["qat_model"].mean(post.method), zero_shot, sections.val_ids,
                              sections.val.metric)
@@ -177,8 +177,8 @@ def finetune(config: FineTuneConfig, out: Path, command: str, verbose: int = 1) 
     return card
 
 
-def _fine_tune_float(base: Base, sections: Sections, config: FineTuneConfig, out: Path, halo: int,
-                     verbose: int) -> keras.Model:
+def _fine_tune_float(base: Base, sections: Sections, config: FineTuneConfig, out: Path,
+                     validation: IsbiValidation | None, verbose: int) -> keras.Model:
     """A fixed schedule from the base weights: linear warm-up to ``learning_rate``, cosine decay to 0."""
     model = keras.models.clone_model(base.model)
     model.set_weights(base.model.get_weights())
@@ -190,11 +190,10 @@ def _fine_tune_float(base: Base, sections: Sections, config: FineTuneConfig, out
         0.0, max(1, config.steps - config.warmup_steps), warmup_target=config.learning_rate,
         warmup_steps=config.warmup_steps)
     model.compile(keras.optimizers.Adam(schedule), loss=losses.get(config.loss), jit_compile=True)
-    spec, align = base.card.normalization, base.card.tiling.align
-    record = ([IsbiValidation(sections.val, spec, halo, align, base.card.postprocessing)] if sections.val else [])
-    model.fit(training_dataset(sections.train, config, spec, config.seed), steps_per_epoch=config.steps_per_epoch,
-              epochs=max(1, config.steps // config.steps_per_epoch), verbose=verbose,
-              callbacks=[*record, keras.callbacks.CSVLogger(str(out / "history.csv"))])
+    record = [validation] if validation else []
+    model.fit(training_dataset(sections.train, config, base.card.normalization, config.seed),
+              steps_per_epoch=config.steps_per_epoch, epochs=max(1, config.steps // config.steps_per_epoch),
+              verbose=verbose, callbacks=[*record, keras.callbacks.CSVLogger(str(out / "history.csv"))])
     return model
 
 

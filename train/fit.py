@@ -27,6 +27,7 @@ from pathlib import Path
 
 from emseg_lite.runtime.card import (Architecture, MaskPolarity, ModelCard, ModelFile, Normalization,
                                      PostProcessing, TensorSpec, Tiling, Training)
+from emseg_lite.runtime.evaluate import both_methods, score_volume
 from emseg_lite.runtime.files import file_sha256
 
 from . import losses, qat
@@ -76,8 +77,8 @@ def train(config: TrainConfig, out: Path, command: str, verbose: int = 1) -> Mod
     post = choose_postprocessing(float_maps, split.val)
     halo, halo_error = effective_halo(model, split.val.images[:2], NORMALIZATION, exact_halo, align)
     tile = math.ceil((SLICE_SIZE + 2 * halo) / align) * align
-    reports = {name: validate(m, split.val, NORMALIZATION, exact_halo, align, post)
-               for name, m in (("full_model", model), ("qat_model", qat_model))}
+    reports = {"full_model": score_volume(float_maps, split.val, both_methods(post)),
+               "qat_model": validate(qat_model, split.val, NORMALIZATION, exact_halo, align, post)}
     _write_metrics(out / "metrics.json", reports, post)
 
     card = ModelCard(

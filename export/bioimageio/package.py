@@ -37,7 +37,7 @@ import yaml
 
 from emseg_lite.runtime.card import ModelCard, ModelFile, TensorSpec, card_path_for
 from emseg_lite.runtime.errors import ModelError
-from emseg_lite.runtime.evaluate import both_methods, score_maps
+from emseg_lite.runtime.evaluate import both_methods, score_volume
 from emseg_lite.runtime.files import atomic_output, atomic_write_bytes, file_sha256
 from emseg_lite.runtime.intensity import intensity_range, normalize
 from emseg_lite.runtime.postprocess import membrane_mask
@@ -165,8 +165,8 @@ def _measure(card: ModelCard, onnx_bytes: bytes, onnx_path: Path, model: keras.M
     full_maps = [predict_slice(model, image, card.normalization, halo, align) for image in volume.images]
     onnx_maps = [predict_slice(onnx_model, image, card.normalization, halo, align) for image in volume.images]
     posts = both_methods(card.postprocessing)
-    full_report = score_maps(full_maps, volume.membrane, volume.names, posts, volume.regions, volume.metric)
-    onnx_report = score_maps(onnx_maps, volume.membrane, volume.names, posts, volume.regions, volume.metric)
+    full_report = score_volume(full_maps, volume, posts)
+    onnx_report = score_volume(onnx_maps, volume, posts)
     method = card.postprocessing.method
     validation = card.validation
     if card.training.val_sections:
@@ -187,18 +187,17 @@ def _measure(card: ModelCard, onnx_bytes: bytes, onnx_path: Path, model: keras.M
 
 
 def _test_tensors(model: keras.Model, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """A real section as (1, h, w, 1) float32 grey values, and the full model's output for it.
-
-    A section whose sides are not a size the rdf allows (at least ``rdf.min_size``, a multiple
-    of the down-sampling) -- a lab's 100 x 200 px FIB-SEM sections, say -- is mirrored at its
-    bottom and right edges up to the next allowed size."""
-    image = _allowed_size(image, card)
+    """A real section, of a size the rdf allows (``_allowed_size``), as (1, h, w, 1) float32
+    grey values, and the full model's output for it."""
     normalized = normalize(image, *intensity_range(image, card.normalization))
     output = model(normalized[np.newaxis, :, :, np.newaxis], training=False).numpy().astype(np.float32)
     return image.astype(np.float32)[np.newaxis, :, :, np.newaxis], output
 
 
 def _allowed_size(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """A section whose sides are not a size the rdf allows (at least ``rdf.min_size``, a multiple
+    of the down-sampling) -- a lab's 100 x 200 px FIB-SEM sections, say -- mirrored at its
+    bottom and right edges up to the next allowed size."""
     step, least = card.tiling.align, rdf.min_size(card)
     pads = [(0, max(least, -(-n // step) * step) - n) for n in image.shape]
     return np.pad(image, pads, mode="symmetric") if any(after for _, after in pads) else image
