@@ -57,8 +57,8 @@ def membrane_and_regions(probability: np.ndarray, params: PostProcessing,
     components of the cell pixels (membrane 0)."""
     ops = ops or region_ops()
     if params.method == "watershed":
-        labels = watershed_labels(probability, params, ops)
-        if labels.any():
+        labels, count = watershed_labels(probability, params, ops)
+        if count:
             return ops.label_borders(labels), labels
         membrane = probability > params.threshold
     else:
@@ -70,14 +70,16 @@ def watershed_boundaries(probability: np.ndarray, params: PostProcessing, ops: M
     """Closed 1-pixel membranes between regions flooded from cell seeds (``ops``: the
     region operations to use, by default ``region_ops()``)."""
     ops = ops or region_ops()
-    labels = watershed_labels(probability, params, ops)
-    if not labels.any():
+    labels, count = watershed_labels(probability, params, ops)
+    if not count:
         return probability > params.threshold
     return ops.label_borders(labels)
 
 
-def watershed_labels(probability: np.ndarray, params: PostProcessing, ops: ModuleType | None = None) -> np.ndarray:
-    """int32 regions flooded from cell seeds, covering every pixel (all 0 when there is no seed).
+def watershed_labels(probability: np.ndarray, params: PostProcessing,
+                     ops: ModuleType | None = None) -> tuple[np.ndarray, int]:
+    """(int32 regions flooded from cell seeds, covering every pixel (all 0 when there is
+    no seed); their count n).
 
     Regions are numbered 1..n in the raster order of their seeds' first pixels.
     """
@@ -85,18 +87,21 @@ def watershed_labels(probability: np.ndarray, params: PostProcessing, ops: Modul
     relief = np.asarray(probability, dtype=np.float32)
     if params.smoothing_sigma > 0:
         relief = ops.gaussian_blur(relief, params.smoothing_sigma)
-    labels = seeds(relief, params.seed_threshold, params.min_seed_area, ops)
-    if labels.any():
+    labels, count = seeds(relief, params.seed_threshold, params.min_seed_area, ops)
+    if count:
         levels = [*np.linspace(0.0, 1.0, params.levels, endpoint=False)[1:], np.inf]
         ops.flood_levels(labels, relief, levels)
-    return labels
+    return labels, count
 
 
-def seeds(relief: np.ndarray, threshold: float, min_area: int, ops: ModuleType = regions) -> np.ndarray:
-    """int32 labels of 4-connected regions below ``threshold`` with >= ``min_area`` pixels (0 elsewhere)."""
+def seeds(relief: np.ndarray, threshold: float, min_area: int,
+          ops: ModuleType = regions) -> tuple[np.ndarray, int]:
+    """(int32 labels 1..n of the 4-connected regions below ``threshold`` with >= ``min_area``
+    pixels, 0 elsewhere; n)."""
     labels, count = ops.label(relief < threshold)
     if count and min_area > 1:
         keep = np.bincount(labels.ravel()) >= min_area
         keep[0] = False
         labels = np.where(keep, np.cumsum(keep, dtype=np.int32), 0)[labels].astype(np.int32)
-    return labels
+        count = int(keep.sum())
+    return labels, count
