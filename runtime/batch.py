@@ -29,7 +29,7 @@ from .blockwise import Finished, finish_block, infer_block, plan_for, prepare_pa
 from .card import PostProcessing
 from .datasets import image_files
 from .errors import EmsegError, InputError, OutputError
-from .io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, Section, check_regular_file, open_section
+from .io import DEFAULT_MAX_PIXELS, MRC_SUFFIXES, TIFF_SUFFIXES, Section, check_regular_file, open_section
 from .pixelsize import ScaleCheck
 from .segmenter import Segmenter
 
@@ -114,6 +114,10 @@ def count_pixels(path: Path) -> int:
     """Pixels to segment in a file, from its header alone (0 if unknown), for progress bars."""
     try:
         check_regular_file(path)  # never open a FIFO: it would wait for a writer forever
+        if path.suffix.lower() in MRC_SUFFIXES:
+            from .mrc import mrc_pixels
+
+            return mrc_pixels(path)
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 

@@ -52,3 +52,15 @@ def open_mrc(path: Path, max_pixels: int) -> RawSection:
     check_size(path, (height, width), max_pixels)
     return RawSection(path, offset, pages, height, width, 1, np.dtype(dtype), [],
                       voxel / 10.0 if voxel > 0 else None, kind="MRC file")
+
+
+def mrc_pixels(path: Path) -> int:
+    """Pixels of all the file's sections, from its header alone: sizes the progress bar
+    and the choice of workers before anything is read."""
+    import mrcfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+            header = mrc.header
+            return int(header.nx) * int(header.ny) * int(header.nz)

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime import io
+from emseg_lite.runtime import batch, io
 from emseg_lite.runtime.blocks import Region
 from emseg_lite.runtime.errors import InputError
 
@@ -29,6 +29,7 @@ def test_mrc_stack_reads_by_region_with_its_voxel_size(tmp_path, pages, dtype):
     with mrcfile.new(path) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = 46.0  # Å, as SerialEM writes it
+    assert batch.count_pixels(path) == 3 * 1024 * 1024  # from the header: the progress bar's total
     with io.open_section(path) as section:
         assert (section.pages, section.height, section.width) == (3, 1024, 1024)
         assert section.dtype == np.dtype(dtype) and section.pixel_size_nm == pytest.approx(4.6)
@@ -69,7 +70,7 @@ def test_zstd_tiles_read_by_region(tmp_path, pages):
 _WITHOUT_IMAGECODECS = """
 import sys
 sys.modules["imagecodecs"] = None
-from emseg_lite.runtime import io
+from emseg_lite.runtime import batch, io
 from emseg_lite.runtime.errors import InputError
 try:
     print(io.read_slices(sys.argv[1]).pages.sum())
