@@ -103,9 +103,9 @@ bench: $(STAMP)  ## full benchmarks: JSON, markdown table and plot in benchmarks
 	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json --out benchmarks/results
 	$(BIN)/python -m benchmarks.figure --out benchmarks/results
 
-bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 3 paired rounds (~13 min): benchmarks/results/big_sections.*
+bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds (~20 min): benchmarks/results/big_sections.*
 	mkdir -p benchmarks/results
-	EMSEG_BIG_SIDES=20000,30000 EMSEG_BIG_ROUNDS=3 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
+	EMSEG_BIG_SIDES=20000,30000 EMSEG_BIG_ROUNDS=5 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 
