@@ -276,9 +276,10 @@ static void choose_row(const Flood *f, Runs runs, int64_t y) {
     }
 }
 
-/* Row y, left to right, once rows y - 1 (above) is final: the 'above' and 'left'
- * choices and this level's labels (every pixel with a choice when `everything`,
- * else those with relief <= level); unless this is the `last` level, the runs
+/* Row y, left to right, once row y - 1 (above) is final: the 'above' and 'left'
+ * choices, so every pixel of the row holds its label. Unless this is the `last`
+ * level (whose pixels above the level mask_row puts back to 0), this level's take
+ * (every pixel when `everything`, else those with relief <= level), the runs
  * left unlabelled -- found from the transitions between labelled and not (start,
  * end, start, ... -- exactly the span pairs), appended to `next` from index
  * `count` -- and the next level's forward distances of those runs (from above
