@@ -116,11 +116,11 @@ def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: boo
         if regions is None:
             membrane[out] = membrane_mask(probability, post)[core]
             continue
-        piece_membrane, piece_regions = membrane_and_regions(probability, post)
+        piece_membrane, piece_regions, piece_count = membrane_and_regions(probability, post)
         membrane[out] = piece_membrane[core]
         kept = piece_regions[core]
         regions[out] = np.where(kept > 0, kept + count, 0) if count else kept
-        count += int(piece_regions.max(initial=0))
+        count += piece_count
     gray = None
     if inferred.pixels is not None:
         gray = normalize(inferred.pixels, inferred.page.low, inferred.page.high)

@@ -51,19 +51,19 @@ def membrane_mask(probability: np.ndarray, params: PostProcessing) -> np.ndarray
 
 
 def membrane_and_regions(probability: np.ndarray, params: PostProcessing,
-                         ops: ModuleType | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The membrane map of ``membrane_mask`` and int32 regions: the watershed's
+                         ops: ModuleType | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The membrane map of ``membrane_mask``, int32 regions 1..n -- the watershed's
     (which cover every pixel, membranes included), else the 4-connected
-    components of the cell pixels (membrane 0)."""
+    components of the cell pixels (membrane 0) -- and n."""
     ops = ops or region_ops()
     if params.method == "watershed":
         labels, count = watershed_labels(probability, params, ops)
         if count:
-            return ops.label_borders(labels), labels
+            return ops.label_borders(labels), labels, count
         membrane = probability > params.threshold
     else:
         membrane = membrane_mask(probability, params)
-    return membrane, ops.label(~membrane)[0]
+    return membrane, *ops.label(~membrane)
 
 
 def watershed_boundaries(probability: np.ndarray, params: PostProcessing, ops: ModuleType | None = None) -> np.ndarray:

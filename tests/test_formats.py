@@ -70,7 +70,7 @@ def test_zstd_tiles_read_by_region(tmp_path, pages):
 _WITHOUT_IMAGECODECS = """
 import sys
 sys.modules["imagecodecs"] = None
-from emseg_lite.runtime import batch, io
+from emseg_lite.runtime import io
 from emseg_lite.runtime.errors import InputError
 try:
     print(io.read_slices(sys.argv[1]).pages.sum())
