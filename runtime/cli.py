@@ -34,6 +34,21 @@ class Post(str, Enum):
     watershed = "watershed"
 
 
+class LabelKind(str, Enum):
+    """``labels.KINDS``, as choices the CLI can list without importing numpy."""
+
+    auto = "auto"
+    membrane = "membrane"
+    instances = "instances"
+
+
+class Metric(str, Enum):
+    """``metrics.METRICS``."""
+
+    isbi = "isbi"
+    adapted = "adapted"
+
+
 def _error(message: object) -> None:
     typer.echo(f"error: {message}", err=True)
 
@@ -259,16 +274,23 @@ def evaluate(
     model: ModelOption = None,
     threads: ThreadsOption = None,
     sections: Annotated[Optional[str], typer.Option(help="Sections to score, e.g. '25-29' (default: all).")] = None,
-    membrane_value: Annotated[int, typer.Option(help="Label value that marks membrane (ISBI: 0).")] = 0,
+    label_kind: Annotated[LabelKind, typer.Option(
+        help="auto, membrane (binary mask) or instances (neuron ids, 0 = boundary).")] = LabelKind.auto,
+    membrane_value: Annotated[int, typer.Option(help="Mask value that marks membrane (ISBI: 0).")] = 0,
+    metric: Annotated[Optional[Metric], typer.Option(
+        help="V_rand / V_info definition: isbi (border thinning) or adapted (SNEMI3D / CREMI). "
+             "Default: isbi for masks, adapted for instance ids.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Pixel error, membrane Dice, V_rand and V_info per slice and on average (ISBI definitions)."""
+    """Pixel error, membrane Dice, V_rand and V_info per slice and on average, against membrane masks or
+    instance labels."""
     from .datasets import load_labeled, parse_sections
     from .errors import EmsegError
     from .evaluate import evaluate_volume
+    from .labels import LabelSpec
 
     try:
-        volume = load_labeled(images, labels, membrane_value)
+        volume = load_labeled(images, labels, spec=LabelSpec(label_kind.value, membrane_value))
         if sections:
             chosen = parse_sections(sections)
             if max(chosen) >= len(volume.names):
@@ -277,15 +299,17 @@ def evaluate(
     except (EmsegError, ValueError) as exc:
         raise _fail(exc) from None
     segmenter = _load(model, threads)
-    report = evaluate_volume(segmenter.probabilities, volume, segmenter.card.postprocessing)
+    report = evaluate_volume(segmenter.probabilities, volume, segmenter.card.postprocessing,
+                             metric.value if metric else None)
     if as_json:
         typer.echo(json.dumps({"model": str(segmenter.net.path), "variant": segmenter.card.variant, **report.to_dict()}, indent=2))
         return
-    header = f"{'slice':<16}{'post':<11}{'pixel err':>10}{'Dice':>8}{'V_rand':>9}{'V_info':>9}"
-    typer.echo(header)
+    typer.echo(f"{volume.kind} labels, {report.metric} V_rand / V_info")
+    width = max(16, *(len(name) + 2 for name in report.names))
+    typer.echo(f"{'slice':<{width}}{'post':<11}{'pixel err':>10}{'Dice':>8}{'V_rand':>9}{'V_info':>9}")
     for method, rows in report.per_slice.items():
         for name, s in [*zip(report.names, rows), ("mean", report.mean(method))]:
-            typer.echo(f"{name:<16}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
+            typer.echo(f"{name:<{width}}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
 
 
 @app.command()

@@ -251,6 +251,21 @@ def test_evaluate_on_validation_sections(isbi):
     assert "V_rand" in table.stdout and "mean" in table.stdout
 
 
+def test_evaluate_instance_labels_under_either_metric(data_root):
+    fib = data_root / "fib-gala"
+    args = ("evaluate", "--images", fib / "train-volume.tif", "--labels", fib / "train-labels.tif", "--sections", "49")
+    adapted = json.loads(run(*args, "--json").stdout)
+    isbi = json.loads(run(*args, "--json", "--metric", "isbi").stdout)
+    assert adapted["metric"] == "adapted" and isbi["metric"] == "isbi"
+    # Thinning removes the threshold mask's thick membranes, which the adapted Rand counts as singletons.
+    assert isbi["none"]["mean"]["v_rand"] > adapted["none"]["mean"]["v_rand"] + 0.1
+    table = run(*args)
+    assert table.stdout.startswith("instances labels, adapted V_rand / V_info")
+    refused = run(*args, "--label-kind", "membrane")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "train-labels.tif" in refused.stderr and "binary" in refused.stderr
+
+
 def test_help_loads_neither_model_nor_interpreter():
     code = ("import sys\nfrom emseg_lite.runtime.cli import app\n"
             "try:\n    app(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
