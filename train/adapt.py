@@ -33,7 +33,6 @@ V_rand there, a difference of the order of seed noise (README).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -44,7 +43,7 @@ from emseg_lite.runtime.card import (Comparison, LabelSource, ModelCard, ModelFi
                                      TensorSpec, Tiling, Training)
 from emseg_lite.runtime.datasets import LabeledVolume, load_labeled
 from emseg_lite.runtime.errors import InputError
-from emseg_lite.runtime.evaluate import Report, both_methods, score_volume
+from emseg_lite.runtime.evaluate import both_methods, score_volume
 from emseg_lite.runtime.files import file_sha256
 from emseg_lite.runtime.labels import LabelSpec
 
@@ -56,7 +55,7 @@ from .data import training_dataset
 from .fit import SLICE_SIZE, history_rows, machine, versions
 from .keras2 import keras
 from .predict import predict_slice
-from .validation import IsbiValidation, validate
+from .validation import IsbiValidation, validate, write_metrics
 
 log = logging.getLogger(__name__)
 MIN_SECTIONS_FOR_HOLDOUT = 4
@@ -144,7 +143,7 @@ def finetune(config: FineTuneConfig, out: Path, command: str, verbose: int = 1) 
         zero_shot = zero_shot_scores(base, sections.val)
         comparison = compare(reports["qat_model"].mean(post.method), zero_shot, sections.val_ids,
                              sections.val.metric)
-        _write_metrics(out / "metrics.json", reports, post, zero_shot)
+        write_metrics(out / "metrics.json", reports, post, zero_shot_int8=dataclasses.asdict(zero_shot))
     halo_images = (sections.val or sections.train).images[:2]
     halo, halo_error = effective_halo(model, halo_images, spec, exact_halo, align)
     tile = math.ceil((SLICE_SIZE + 2 * halo) / align) * align
@@ -234,9 +233,3 @@ def unmeasured() -> Comparison:
 
 def _combined(scores: Scores) -> float:
     return (scores.v_rand + scores.v_info) / 2
-
-
-def _write_metrics(path: Path, reports: dict[str, Report], post: PostProcessing, zero_shot: Scores) -> None:
-    payload = {"postprocessing": dataclasses.asdict(post), "zero_shot_int8": dataclasses.asdict(zero_shot),
-               **{k: r.to_dict() for k, r in reports.items()}}
-    path.write_text(json.dumps(payload, indent=2) + "\n")

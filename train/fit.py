@@ -16,8 +16,6 @@ validation choices (post-processing, halo) and the card.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import platform
@@ -37,7 +35,7 @@ from .data import load_split, training_dataset
 from .keras2 import keras, tf
 from .model import alignment, build_unet, count_macs, receptive_field_radius
 from .predict import predict_slice
-from .validation import IsbiValidation, callbacks, validate
+from .validation import IsbiValidation, callbacks, validate, write_metrics
 
 log = logging.getLogger(__name__)
 OUTPUT_MEANING = "membrane probability in [0, 1] (1 = membrane)"
@@ -79,7 +77,7 @@ def train(config: TrainConfig, out: Path, command: str, verbose: int = 1) -> Mod
     tile = math.ceil((SLICE_SIZE + 2 * halo) / align) * align
     reports = {"full_model": score_volume(float_maps, split.val, both_methods(post)),
                "qat_model": validate(qat_model, split.val, NORMALIZATION, exact_halo, align, post)}
-    _write_metrics(out / "metrics.json", reports, post)
+    write_metrics(out / "metrics.json", reports, post)
 
     card = ModelCard(
         variant="keras",
@@ -138,8 +136,3 @@ def machine() -> str:
 
 def history_rows(csv_path: Path) -> int:
     return max(0, len(csv_path.read_text().splitlines()) - 1) if csv_path.exists() else 0
-
-
-def _write_metrics(path: Path, reports, post: PostProcessing) -> None:
-    payload = {"postprocessing": dataclasses.asdict(post), **{k: r.to_dict() for k, r in reports.items()}}
-    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -7,8 +7,11 @@ history CSV all see V_rand, not a loss proxy.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
+from pathlib import Path
 
 from emseg_lite.runtime.card import Normalization, PostProcessing
 from emseg_lite.runtime.datasets import LabeledVolume
@@ -20,6 +23,12 @@ from .predict import predict_slice
 log = logging.getLogger(__name__)
 MONITOR = "val_v_rand_ws"
 """Checkpoints and early stopping follow V_rand after watershed, the shipped post-processing."""
+
+
+def write_metrics(path: Path, reports: dict[str, Report], post: PostProcessing, **extra: dict) -> None:
+    """``metrics.json``: the chosen post-processing, ``extra`` figures, then each model's per-section report."""
+    payload = {"postprocessing": dataclasses.asdict(post), **extra, **{k: r.to_dict() for k, r in reports.items()}}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def validate(model: keras.Model, volume: LabeledVolume, spec: Normalization, halo: int, align: int,
