@@ -216,8 +216,8 @@ class _FileWork:
     section: Section
     outputs: dict[str, Path]
     post: PostProcessing
-    mask_values: tuple[int, int]
-    """Written for (membrane, cell): the card's polarity."""
+    to_mask: Callable[[np.ndarray], np.ndarray]
+    """Bool membrane map -> the uint8 mask written: ``Segmenter.to_mask``, the card's polarity."""
     sinks: dict[str, sinks.Sink]
     failed: bool = False
     seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "infer": 0.0, "post": 0.0})
@@ -245,9 +245,8 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
     try:
         outputs = _plan_outputs(section, options, inputs, claimed)
         claimed.update(_resolved(p) for p in outputs.values())
-        polarity = segmenter.card.mask
-        work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing,
-                         (polarity.membrane_value, polarity.cell_value), _open_sinks(section, outputs))
+        work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing, segmenter.to_mask,
+                         _open_sinks(section, outputs))
     except EmsegError as exc:
         section.close()
         yield _completed(exc), lambda error: [FileFailed(path, error)]
@@ -327,8 +326,7 @@ def _written(work: _FileWork, result) -> list[Event]:
 
 def _write(work: _FileWork, done: Finished) -> None:
     page, region = done.page.index, done.block.core
-    membrane_value, cell_value = work.mask_values
-    work.sinks["mask"].write(page, region, np.where(done.membrane, np.uint8(membrane_value), np.uint8(cell_value)))
+    work.sinks["mask"].write(page, region, work.to_mask(done.membrane))
     if "prob" in work.sinks:
         work.sinks["prob"].write(page, region, done.probability)
     if "overlay" in work.sinks:
