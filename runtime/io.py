@@ -155,11 +155,7 @@ class RawSection(Section):
         except (OSError, ValueError) as exc:
             raise InputError(self.path, f"cannot read section {page} ({getattr(exc, 'strerror', None) or exc}); "
                                         "was the file changed or removed while being read?") from None
-        if not data.dtype.isnative:
-            data = data.astype(data.dtype.newbyteorder("="))
-        if self.samples > 1:
-            data = to_gray(self.path, data, None)
-        return check_dtype(self.path, data)
+        return finish_region(self.path, data, self.samples)
 
 
 def open_section(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Section:
@@ -276,6 +272,16 @@ def check_whole_decode(path: Path, nbytes: int, kind: str) -> None:
             f"{kind} can only be decoded whole, which needs {nbytes / 2**20:,.0f} MiB at once (limit "
             f"{WHOLE_DECODE_BYTES / 2**20:,.0f} MiB); save it as a tiled or striped TIFF to segment it block by block",
         )
+
+
+def finish_region(path: Path, data: np.ndarray, samples: int) -> np.ndarray:
+    """A region as a reader decoded it -> native byte order, one gray channel, a supported type:
+    the last step of every reader that decodes regions (raw pages, TIFF strips and tiles)."""
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    if samples > 1:
+        data = to_gray(path, data, None)
+    return check_dtype(path, data)
 
 
 def check_dtype(path: Path, data: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ import numpy as np
 
 from .blocks import Region
 from .errors import InputError
-from .io import ArraySection, RawSection, Section, check_dtype, check_size, check_whole_decode, pillow_array, to_gray
+from .io import (ArraySection, RawSection, Section, check_dtype, check_size, check_whole_decode, finish_region,
+                 pillow_array, to_gray)
 
 SEGMENT_CACHE_BYTES = 1 << 28
 """Decoded strips/tiles kept for neighbouring blocks (256 MiB)."""
@@ -94,9 +95,7 @@ def _open(path: Path, tif, max_pixels: int) -> Section:
     data = series.asarray()
     tif.close()
     data = data.reshape(pages, height, width, samples) if samples > 1 else data.reshape(pages, height, width)
-    if samples > 1:
-        data = to_gray(path, data, None)
-    return ArraySection(path, check_dtype(path, _native(data)), notes, pixel_size)
+    return ArraySection(path, finish_region(path, data, samples), notes, pixel_size)
 
 
 def _decodable(compression) -> bool:
@@ -149,21 +148,11 @@ def _segment_rows(keyframe, height: int) -> int:
     return keyframe.tilelength if keyframe.is_tiled else min(keyframe.rowsperstrip, height)
 
 
-def _native(data: np.ndarray) -> np.ndarray:
-    return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
-
-
 class _TiffSection(Section):
     def __init__(self, path, tif, pages, height, width, samples, dtype, notes, pixel_size=None):
         super().__init__(path, pages, height, width, np.dtype(dtype).newbyteorder("="), notes, pixel_size)
         self._tif = tif
         self._samples = samples
-
-    def _finish(self, data: np.ndarray) -> np.ndarray:
-        data = _native(data)
-        if self._samples > 1:
-            data = to_gray(self.path, data, None)
-        return check_dtype(self.path, data)
 
     def close(self) -> None:
         self._tif.close()
@@ -194,7 +183,7 @@ class _SegmentedSection(_TiffSection):
                 inner = Region(max(box.y0, region.y0), max(box.x0, region.x0),
                                min(box.y1, region.y1), min(box.x1, region.x1))
                 out[inner.within(region)] = segment[inner.within(box)]
-        return self._finish(out if self._samples > 1 else out[..., 0])
+        return finish_region(self.path, out if self._samples > 1 else out[..., 0], self._samples)
 
     def _segment(self, page: int, index: int) -> np.ndarray:
         key = (page, index)
