@@ -41,9 +41,7 @@ def markdown(report: dict, table: list[dict]) -> str:
         "| benchmark | model | threads | median ms | size KB | agreement % | Dice | ΔV_rand | GFLOP/s | % peak |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in table:
-        if any(key in r["info"] for key in _SPECIAL) or _is_big_section(r):
-            continue
+    for r in [row for row in table if table_of(row) == "variants"]:
         agree = f"{100 * r['agreement']:.2f}" if r["agreement"] is not None else ""
         dice = f"{r['dice']:.4f}" if r["dice"] is not None else ""
         diff = f"{r['v_rand_diff']:+.4f}" if r["v_rand_diff"] is not None else ""
@@ -62,17 +60,23 @@ def markdown(report: dict, table: list[dict]) -> str:
     return "\n".join(lines + big_sections(table) + block_agreement(table) + volumes(table) + watch(table)) + "\n"
 
 
-def _is_big_section(row: dict) -> bool:
-    return "side" in row["info"] and "peak_rss_mb" in row["info"]
-
-
-_SPECIAL = ("peak_rss_mb_per_worker", "sections", "block_agreement", "latency_median_ms")
-"""Rows with their own tables (big sections are recognised by ``side`` with ``peak_rss_mb``)."""
+def table_of(row: dict) -> str:
+    """The one table a benchmark row belongs in, told apart by what its ``extra_info`` records."""
+    info = row["info"]
+    if "side" in info and "peak_rss_mb" in info:
+        return "big_sections"
+    if "block_agreement" in info:
+        return "block_agreement"
+    if "latency_median_ms" in info:
+        return "watch"
+    if "throughput_vs_segment" in info or row["variant"].endswith(", segment"):
+        return "volumes"
+    return "variants"
 
 
 def volumes(table: list[dict]) -> list[str]:
     """`emseg-lite volume` against `emseg-lite segment` on the same stack."""
-    rows_ = [r for r in table if "throughput_vs_segment" in r["info"] or r["variant"].endswith(", segment")]
+    rows_ = [r for r in table if table_of(r) == "volumes"]
     if not rows_:
         return []
     lines = ["", "| stack | run | megapixels/s (first block to last) | wall s | x segment (paired runs) | "
@@ -93,7 +97,7 @@ def volumes(table: list[dict]) -> list[str]:
 
 
 def watch(table: list[dict]) -> list[str]:
-    rows_ = [r for r in table if "latency_median_ms" in r["info"]]
+    rows_ = [r for r in table if table_of(r) == "watch"]
     lines = []
     for r in rows_:
         info = r["info"]
@@ -106,7 +110,7 @@ def watch(table: list[dict]) -> list[str]:
 
 def big_sections(table: list[dict]) -> list[str]:
     """`emseg-lite segment` on one big section: time, MP/s, peak memory, watershed / post none."""
-    big = [r for r in table if _is_big_section(r)]
+    big = [r for r in table if table_of(r) == "big_sections"]
     if not big:
         return []
     lines = ["", "| section | post-processing | seconds (median) | megapixels/s | peak RSS MB | "
@@ -121,7 +125,7 @@ def big_sections(table: list[dict]) -> list[str]:
 
 def block_agreement(table: list[dict]) -> list[str]:
     """Block-wise masks against a whole-section pass, by watershed context."""
-    rows_ = [r for r in table if "block_agreement" in r["info"]]
+    rows_ = [r for r in table if table_of(r) == "block_agreement"]
     if not rows_:
         return []
     lines = ["", "| data (blocks) | context px | pixels equal to whole-section mask % | V_rand block-wise | "
