@@ -117,8 +117,9 @@ class _TiffSink(Sink):
         self._tiled = tiled
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
-        self._band: np.ndarray | None = None  # the block row being assembled
-        self._pending = self._plane(0)  # complete rows not yet cut into tiles
+        self._band: np.ndarray | None = None  # the block row being assembled, below the rows carried into it
+        self._pending = self._plane(0)  # tiled: complete rows short of a tile row, carried into the next band
+        self._bands: list[np.ndarray] = []  # untiled: the page's complete bands, written whole at its end
         try:
             self._file = AtomicFile(self.path)
         except OSError as exc:
@@ -176,23 +177,27 @@ class _TiffSink(Sink):
 
     def write(self, page: int, region: Region, data: np.ndarray) -> None:
         if region.x0 == 0:
-            self._band = self._plane(region.height)
-        self._band[:, region.x0 : region.x1] = data
-        if region.x1 == self.width:
-            self._pending = np.concatenate([self._pending, self._band])
-            self._band = None
-            if not self._tiled:
-                return
-            while self._pending.shape[0] >= TIFF_TILE:
-                self._emit_tile_row(self._pending[:TIFF_TILE])
-                self._pending = self._pending[TIFF_TILE:]
+            carried = self._pending.shape[0] if self._tiled else 0
+            self._band = self._plane(carried + region.height)
+            self._band[:carried] = self._pending
+        self._band[-region.height :, region.x0 : region.x1] = data
+        if region.x1 < self.width:
+            return
+        band, self._band = self._band, None
+        if not self._tiled:
+            self._bands.append(band)
+            return
+        whole = band.shape[0] // TIFF_TILE * TIFF_TILE
+        for y in range(0, whole, TIFF_TILE):
+            self._emit_tile_row(band[y : y + TIFF_TILE])
+        self._pending = band[whole:].copy()  # frees the band: only the short remainder is carried
 
     def end_page(self, page: int) -> None:
-        if self._tiled:
-            if self._pending.shape[0]:
-                self._emit_tile_row(self._pending)
-        else:
-            self._put(self._pending)
+        if not self._tiled:
+            self._put(np.concatenate(self._bands) if self._bands else self._plane(0))
+            self._bands = []
+        elif self._pending.shape[0]:
+            self._emit_tile_row(self._pending)
         self._pending = self._plane(0)
 
     def _emit_tile_row(self, rows: np.ndarray) -> None:
