@@ -31,25 +31,24 @@ SEGMENT_CACHE_BYTES = 1 << 28
 """Decoded strips/tiles kept for neighbouring blocks (256 MiB)."""
 
 
+_CORRUPT = (ValueError, OSError, EOFError, IndexError, KeyError, NotImplementedError)
+"""What tifffile raises on a truncated or damaged file, besides its own TiffFileError."""
+
+
 def open_tiff(path: Path, max_pixels: int) -> Section:
     import tifffile
 
+    tif = None
     try:
         tif = tifffile.TiffFile(path)
-    except tifffile.TiffFileError as exc:
-        raise InputError(path, f"not a readable TIFF ({exc})") from None
-    except (ValueError, OSError, EOFError, IndexError, KeyError) as exc:
-        raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
-    try:
         return _open(path, tif, max_pixels)
-    except InputError:
-        tif.close()
-        raise
-    except tifffile.TiffFileError as exc:
-        tif.close()
-        raise InputError(path, f"not a readable TIFF ({exc})") from None
-    except (ValueError, OSError, EOFError, IndexError, KeyError, NotImplementedError) as exc:
-        tif.close()
+    except (InputError, tifffile.TiffFileError, *_CORRUPT) as exc:
+        if tif is not None:
+            tif.close()
+        if isinstance(exc, InputError):
+            raise
+        if isinstance(exc, tifffile.TiffFileError):
+            raise InputError(path, f"not a readable TIFF ({exc})") from None
         raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
 
 
