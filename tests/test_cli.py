@@ -266,6 +266,13 @@ def test_evaluate_instance_labels_under_either_metric(data_root):
     assert refused.stderr.count("\n") == 1 and "train-labels.tif" in refused.stderr and "binary" in refused.stderr
 
 
+def test_cli_choices_are_the_libraries():
+    from emseg_lite.runtime import cli, labels, metrics
+
+    assert tuple(kind.value for kind in cli.LabelKind) == labels.KINDS
+    assert tuple(metric.value for metric in cli.Metric) == metrics.METRICS
+
+
 def test_help_loads_neither_model_nor_interpreter():
     code = ("import sys\nfrom emseg_lite.runtime.cli import app\n"
             "try:\n    app(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
