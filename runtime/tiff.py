@@ -38,17 +38,16 @@ _CORRUPT = (ValueError, OSError, EOFError, IndexError, KeyError, NotImplementedE
 def open_tiff(path: Path, max_pixels: int) -> Section:
     import tifffile
 
-    tif = None
     try:
         tif = tifffile.TiffFile(path)
-        return _open(path, tif, max_pixels)
-    except (InputError, tifffile.TiffFileError, *_CORRUPT) as exc:
-        if tif is not None:
+        try:
+            return _open(path, tif, max_pixels)
+        except BaseException:
             tif.close()
-        if isinstance(exc, InputError):
             raise
-        if isinstance(exc, tifffile.TiffFileError):
-            raise InputError(path, f"not a readable TIFF ({exc})") from None
+    except tifffile.TiffFileError as exc:
+        raise InputError(path, f"not a readable TIFF ({exc})") from None
+    except _CORRUPT as exc:
         raise InputError(path, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})") from None
 
 
