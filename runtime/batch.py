@@ -51,6 +51,10 @@ class Options:
     """Threads segmenting blocks at once, each with its own interpreter."""
     fixed_tile: bool = False
     """Keep the segmenter's tile for every section (else larger sections get larger tiles)."""
+    resample: bool = False
+    """Run the network at the model's pixel size on inputs of a known other one (``resample``)."""
+    pixel_size_nm: float | None = None
+    """The inputs' pixel size where their files do not say it."""
 
 
 @dataclass
@@ -161,7 +165,7 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
     """
     inputs = {_resolved(p) for p in files}
     claimed: set[Path] = set()
-    scale = ScaleCheck(segmenter.card.training.pixel_size_nm)
+    scale = ScaleCheck(segmenter.card.training.pixel_size_nm, options.resample, options.pixel_size_nm)
     with _Workers(segmenter, options.workers) as workers:
         pending: deque[tuple[Future, Callable]] = deque()
         for path in files:
@@ -243,6 +247,7 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
         yield _completed(exc), lambda error: [FileFailed(path, error)]
         return
     try:
+        factor = scale.check(section)
         outputs = _plan_outputs(section, options, inputs, claimed)
         claimed.update(_resolved(p) for p in outputs.values())
         work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing, segmenter.to_mask,
@@ -251,8 +256,8 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
         section.close()
         yield _completed(exc), lambda error: [FileFailed(path, error)]
         return
-    scale.check(section)
-    plan = plan_for(segmenter.card, section.height, section.width, work.post, options.block, segmenter.grid.halo)
+    plan = plan_for(segmenter.card, section.height, section.width, work.post, options.block, segmenter.grid.halo,
+                    factor)
     if options.fixed_tile:
         plan = dataclasses.replace(plan, tile=None)
     try:

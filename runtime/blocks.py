@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .resample import Resampling
 
 WATERSHED_CONTEXT = 32
 """Post-processing context in pixels on each side of a block's core (watershed only)."""
@@ -94,6 +98,8 @@ class BlockPlan:
     context: int
     align: int
     tile: int | None = None
+    resampling: "Resampling | None" = None
+    """The section's grid at the model's pixel size, where the network runs instead (``resample``)."""
 
     def __post_init__(self):
         if self.size <= 0 or self.size % self.align or self.context % self.align:
@@ -162,12 +168,17 @@ def plan_section(height: int, width: int, align: int, halo: int, card_tile: int,
         if block is None:
             count = math.ceil(side / (TILES_PER_WINDOW * MAX_TILE_CORE - 2 * context))
             block = math.ceil(side / count)
-        size = _round_up(block, align)
+        size = round_up(block, align)
         window = min(side, size + 2 * context)
+    return BlockPlan(round_up(size, align), context, align, tile_for(window, align, halo, card_tile))
+
+
+def tile_for(window: int, align: int, halo: int, card_tile: int) -> int:
+    """The network tile that covers a ``window``-px window in the fewest tiles of
+    at most ``MAX_TILE_CORE`` px of output, with least waste."""
     tiles = math.ceil(window / MAX_TILE_CORE)
-    tile = max(card_tile, _round_up(math.ceil(window / tiles), align) + 2 * halo)
-    return BlockPlan(_round_up(size, align), context, align, tile)
+    return max(card_tile, round_up(math.ceil(window / tiles), align) + 2 * halo)
 
 
-def _round_up(value: int, step: int) -> int:
+def round_up(value: int, step: int) -> int:
     return max(step, -(-value // step) * step)

@@ -13,16 +13,18 @@ the GIL beside it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .blocks import Block, BlockPlan, pieces, plan_section
+from .blocks import Block, BlockPlan, pieces, plan_section, round_up, tile_for
 from .card import ModelCard, PostProcessing
 from .intensity import normalize
 from .io import Section
 from .postprocess import membrane_and_regions, membrane_mask
+from .resample import Resampling
 
 if TYPE_CHECKING:
     from .segmenter import Segmenter
@@ -68,11 +70,27 @@ class Finished:
 
 
 def plan_for(card: ModelCard, height: int, width: int, post: PostProcessing, block: int | None = None,
-             halo: int | None = None) -> BlockPlan:
-    """``blocks.plan_section`` with this model's down-sampling and tile, and ``halo`` (default: the card's)."""
+             halo: int | None = None, scale: float | None = None) -> BlockPlan:
+    """``blocks.plan_section`` with this model's down-sampling and tile, and ``halo`` (default: the card's).
+
+    ``scale`` (model pixels per input pixel) runs the network at the model's pixel
+    size (``resample``): blocks stay on the input's grid, where post-processing and
+    writing happen, sized so that their windows at the model's pixel size are what
+    an unresampled section's would be.
+    """
     tiling = card.tiling
-    return plan_section(height, width, tiling.align, tiling.halo if halo is None else halo, tiling.tile,
-                        post.method == "watershed", block)
+    halo = tiling.halo if halo is None else halo
+    watershed = post.method == "watershed"
+    resampling = Resampling.of(height, width, scale)
+    if resampling is None:
+        return plan_section(height, width, tiling.align, halo, tiling.tile, watershed, block)
+    model = plan_section(*resampling.model_shape, tiling.align, halo, tiling.tile, watershed,
+                         None if block is None else max(1, round(block * scale)))
+    if block is None and model.size >= max(resampling.model_shape):  # one block, as the model grid is
+        return BlockPlan(round_up(max(height, width), tiling.align), 0, tiling.align, model.tile, resampling)
+    size = round_up(math.ceil(model.size / scale), tiling.align)
+    window = min(max(resampling.model_shape), math.ceil((size + 2 * model.context) * scale) + 2 + tiling.align)
+    return BlockPlan(size, model.context, tiling.align, tile_for(window, tiling.align, halo, tiling.tile), resampling)
 
 
 def prepare_page(segmenter: "Segmenter", section: Section, index: int, plan: BlockPlan) -> Page:
@@ -83,7 +101,8 @@ def prepare_page(segmenter: "Segmenter", section: Section, index: int, plan: Blo
 def start_page(segmenter: "Segmenter", section: Section, index: int, low: float, high: float,
                plan: BlockPlan) -> Page:
     """A page whose intensity range is known (``infer_block`` switches to the plan's tile)."""
-    return Page(section, index, low, high, segmenter.encoder(section.dtype, low, high), plan)
+    dtype = np.dtype(np.float32) if plan.resampling else section.dtype  # resampled pixels are float
+    return Page(section, index, low, high, segmenter.encoder(dtype, low, high), plan)
 
 
 def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: bool = False) -> Inferred:
@@ -92,12 +111,16 @@ def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: b
     section = page.section
     if page.plan.tile:
         segmenter.use_tile(page.plan.tile)
-    reach = segmenter.grid.reach(section.height, section.width, block.window)
-    with section.lock:
-        pixels = section.read(page.index, reach)
-    probability = segmenter.window_probabilities(pixels, (reach.y0, reach.x0), section.height, section.width,
-                                                 block.window, page.encode)
-    core_pixels = pixels[block.core.within(reach)].copy() if keep_pixels else None
+    read: dict[str, object] = {}
+
+    def read_box(box):
+        with section.lock:
+            read["box"], read["pixels"] = box, section.read(page.index, box)
+        return read["pixels"]
+
+    probability = segmenter.region_probabilities(read_box, section.height, section.width, block.window,
+                                                 page.encode, page.plan.resampling)
+    core_pixels = read["pixels"][block.core.within(read["box"])].copy() if keep_pixels else None
     return Inferred(page, block, probability, core_pixels)
 
 

@@ -77,6 +77,11 @@ def _main(
 ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="A .tflite file (its .json card beside it) or an embedded model: int8 (default), float16, float32.")]
 ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads (default: all cores).")]
+ResampleOption = Annotated[bool, typer.Option(
+    "--resample", help="Run the network at the model's pixel size (inputs' from their metadata or --pixel-size-nm); "
+                       "outputs stay on the inputs' grid. Off by default: see README, pixel size.")]
+PixelSizeOption = Annotated[Optional[float], typer.Option(
+    "--pixel-size-nm", min=0.01, help="The inputs' pixel size in nm, where their files do not say it.")]
 
 
 def _load(model, threads, delegate=None, tile=None, overlap=None):
@@ -112,6 +117,8 @@ def segment(
         min=1, help="Refuse slices with more pixels, as decompression bombs (default: 2^30, 32768 x 32768).")] = None,
     block: Annotated[Optional[int], typer.Option(
         min=16, help="Block size in pixels for big sections (default: whole up to 4096 x 4096, else ~3000).")] = None,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
 ) -> None:
     """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
     from . import batch
@@ -133,7 +140,8 @@ def segment(
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
         probabilities=probabilities, overlay=overlay, overwrite=overwrite, block=block, fixed_tile=tile is not None,
-        workers=workers, **({"max_pixels": max_pixels} if max_pixels else {}),
+        workers=workers, resample=resample, pixel_size_nm=pixel_size_nm,
+        **({"max_pixels": max_pixels} if max_pixels else {}),
     )
     done, failed, timings = _run_batch(batch, segmenter, files, options, quiet, total)
     if not quiet and done:
@@ -281,13 +289,17 @@ def evaluate(
         help="V_rand / V_info definition: isbi (border thinning) or adapted (SNEMI3D / CREMI). "
              "Default: isbi for masks, adapted for instance ids.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
 ) -> None:
     """Pixel error, membrane Dice, V_rand and V_info per slice and on average, against membrane masks or
     instance labels."""
-    from .datasets import load_labeled, parse_sections
+    from .datasets import image_files, load_labeled, parse_sections
     from .errors import EmsegError
     from .evaluate import evaluate_volume
+    from .io import open_section
     from .labels import LabelSpec
+    from .pixelsize import ScaleCheck
 
     try:
         volume = load_labeled(images, labels, spec=LabelSpec(label_kind.value, membrane_value))
@@ -299,8 +311,13 @@ def evaluate(
     except (EmsegError, ValueError) as exc:
         raise _fail(exc) from None
     segmenter = _load(model, threads)
-    report = evaluate_volume(segmenter.probabilities, volume, segmenter.card.postprocessing,
-                             metric.value if metric else None)
+    try:
+        with open_section(images if images.is_file() else image_files(images)[0]) as first:
+            scale = ScaleCheck(segmenter.card.training.pixel_size_nm, resample, pixel_size_nm).check(first)
+    except EmsegError as exc:
+        raise _fail(exc) from None
+    report = evaluate_volume(lambda image: segmenter.probabilities(image, scale=scale), volume,
+                             segmenter.card.postprocessing, metric.value if metric else None)
     if as_json:
         typer.echo(json.dumps({"model": str(segmenter.net.path), "variant": segmenter.card.variant, **report.to_dict()}, indent=2))
         return
@@ -325,6 +342,8 @@ def watch(
     log_json: Annotated[Optional[Path], typer.Option(help="Also append one JSON line per section to this file.")] = None,
     block: Annotated[Optional[int], typer.Option(min=16, help="Block size for big sections (default: as segment).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
 ) -> None:
     """Segment sections as they arrive: catch up on INBOX, then keep watching it (Ctrl-C stops after
     the current section). One line per section: name, time, regions."""
@@ -333,6 +352,7 @@ def watch(
 
     from .batch import check_out_dir
     from .errors import EmsegError
+    from .pixelsize import ScaleCheck
     from .watch import FileSkipped, Watcher, check_folders
 
     try:
@@ -342,7 +362,8 @@ def watch(
         raise _fail(exc) from None
     segmenter = _load(model, threads)
     try:
-        watcher = Watcher(segmenter, inbox, out, segmenter.postprocessing(post.value if post else None), settle, block)
+        watcher = Watcher(segmenter, inbox, out, segmenter.postprocessing(post.value if post else None), settle, block,
+                          ScaleCheck(segmenter.card.training.pixel_size_nm, resample, pixel_size_nm))
     except OSError as exc:
         raise _fail(f"{out}: cannot use as output folder ({exc.strerror or exc})") from None
     stop = threading.Event()
@@ -390,6 +411,8 @@ def volume(
     threads: Annotated[int, typer.Option(min=1, help="Interpreter threads per worker.")] = 1,
     probabilities: Annotated[Optional[ProbabilityType], typer.Option(
         help="Also store the membrane probability, as uint8 (0-255) or float16.")] = None,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run: only blocks not done.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
@@ -417,8 +440,8 @@ def volume(
         card = ModelCard.load(card_path_for(model_path))
         card.check_model_file(model_path)
         source = open_volume(input)
-        ScaleCheck(card.training.pixel_size_nm).check(source)
-        plan = plan_for(card, source.height, source.width, card.postprocessing, block)
+        scale = ScaleCheck(card.training.pixel_size_nm, resample, pixel_size_nm).check(source)
+        plan = plan_for(card, source.height, source.width, card.postprocessing, block, scale=scale)
         job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
                          plan, probabilities.value if probabilities else None)
         output = engine.open_or_create(job, source, card, resume, overwrite)

@@ -12,6 +12,8 @@ import logging
 import re
 import xml.etree.ElementTree as ElementTree
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 NM_PER_UNIT = {
     "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0,
@@ -68,17 +70,38 @@ def differs(pixel_nm: float | None, model_nm: float | None) -> bool:
 
 
 class ScaleCheck:
-    """Says once per run when an input's known pixel size is not the model's."""
+    """Each input's pixel size against the model's: with ``resample``, the scale to
+    resample it by; without, a warning once per run when the two differ.
 
-    def __init__(self, model_nm: float | None):
+    ``pixel_size_nm`` states the inputs' pixel size where their files do not (or
+    overrides what they say). Resampling is off by default: it helped ISBI sections
+    imaged coarser or finer, but made FIB-SEM worse at its probable pixel size, and
+    metadata cannot tell the two apart (README, pixel size).
+    """
+
+    def __init__(self, model_nm: float | None, resample: bool = False, pixel_size_nm: float | None = None):
         self.model_nm = model_nm
+        self.resample = resample
+        self.pixel_size_nm = pixel_size_nm
         self.said = False
 
-    def check(self, section) -> None:
-        """``section``: an ``io.Section`` (its ``path`` and ``pixel_size_nm``)."""
-        if not self.said and differs(section.pixel_size_nm, self.model_nm):
+    def check(self, section) -> float | None:
+        """``section``: an ``io.Section`` (its ``path`` and ``pixel_size_nm``). Returns the
+        scale (model pixels per input pixel) to resample it by, or None for none.
+
+        Raises ``InputError`` when resampling is asked for and a pixel size is unknown."""
+        pixel_nm = self.pixel_size_nm or section.pixel_size_nm
+        if self.resample:
+            if not pixel_nm:
+                raise InputError(section.path, "pixel size unknown (no ImageJ, OME or MRC metadata) to resample "
+                                 "from: give --pixel-size-nm")
+            if not self.model_nm:
+                raise InputError(section.path, "the model's card states no pixel size to resample to")
+            return pixel_nm / self.model_nm
+        if not self.said and differs(pixel_nm, self.model_nm):
             self.said = True
             log.warning("%s: pixels of %.3g nm, but the model learnt sections of %.3g nm: membranes look %s to "
-                        "it than in training; results may be poorer (fine-tune on your data, see README)",
-                        section.path, section.pixel_size_nm, self.model_nm,
-                        "thinner" if section.pixel_size_nm > self.model_nm else "thicker")
+                        "it than in training; results may be poorer (fine-tune on your data, or --resample; "
+                        "see README)", section.path, pixel_nm, self.model_nm,
+                        "thinner" if pixel_nm > self.model_nm else "thicker")
+        return None

@@ -25,6 +25,7 @@ from .intensity import intensity_range, normalize
 from .interpreter import TFLiteNet
 from .postprocess import membrane_mask
 from .blocks import Region
+from .resample import Resampling
 from .tiling import TileGrid, gather
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,41 @@ class Segmenter:
         return Segmenter.load(self.net.path, threads=self.net.threads, delegate=self.net.delegate,
                               tile=self.grid.tile, overlap=self.grid.halo)
 
-    def probabilities(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def probabilities(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None,
+                      scale: float | None = None) -> np.ndarray:
         """Membrane probability (float32, [0, 1]) of a 2-D slice, tiled with the card's halo.
 
         ``on_tile(done, total)`` is called after each tile, for progress reports.
+        ``scale`` (model pixels per input pixel) runs the network at the model's
+        pixel size and returns the probability on the slice's own grid (``resample``).
         """
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
         height, width = image.shape
-        encode = self.encoder(image.dtype, *intensity_range(image, self.card.normalization))
-        return self.window_probabilities(image, (0, 0), height, width, Region(0, 0, height, width), encode, on_tile)
+        resampling = Resampling.of(height, width, scale)
+        encode = self.encoder(np.dtype(np.float32) if resampling else image.dtype,
+                              *intensity_range(image, self.card.normalization))
+        return self.region_probabilities(lambda box: image[box.slices], height, width, Region(0, 0, height, width),
+                                         encode, resampling, on_tile)
+
+    def region_probabilities(self, read: Callable[[Region], np.ndarray], height: int, width: int, region: Region,
+                             encode: Callable[[np.ndarray], np.ndarray], resampling: Resampling | None = None,
+                             on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Membrane probability of ``region`` of a ``height`` x ``width`` slice whose
+        pixels ``read(box)`` returns; with ``resampling``, the network runs on the
+        slice resampled to the model's pixel size and the result comes back onto
+        the slice's grid (``encode`` must then take float32 pixels)."""
+        if resampling is None:
+            reach = self.grid.reach(height, width, region)
+            return self.window_probabilities(read(reach), (reach.y0, reach.x0), height, width, region, encode, on_tile)
+        model_height, model_width = resampling.model_shape
+        model_region = resampling.model_region(region, self.grid.align)
+        reach = self.grid.reach(model_height, model_width, model_region)
+        box = resampling.input_box(reach, region)
+        pixels = resampling.to_model(read(box), box, reach)
+        probability = self.window_probabilities(pixels, (reach.y0, reach.x0), model_height, model_width,
+                                                model_region, encode, on_tile)
+        return resampling.to_input(probability, model_region, region)
 
     def window_probabilities(self, pixels: np.ndarray, origin: tuple[int, int], height: int, width: int,
                              region: Region, encode: Callable[[np.ndarray], np.ndarray],
@@ -149,11 +175,13 @@ class Segmenter:
         polarity = self.card.mask
         return np.where(membrane, np.uint8(polarity.membrane_value), np.uint8(polarity.cell_value))
 
-    def segment(self, image: np.ndarray, post: PostProcessing | None = None, block: int | None = None) -> np.ndarray:
+    def segment(self, image: np.ndarray, post: PostProcessing | None = None, block: int | None = None,
+                scale: float | None = None) -> np.ndarray:
         """uint8 membrane mask of a 2-D slice in the card's polarity (ISBI: 0 = membrane).
 
         Block by block (``blockwise``), exactly as ``emseg-lite segment``: sections up
         to 4096 x 4096 px in one piece, bigger ones in ``block``-pixel blocks.
+        ``scale``: as for ``probabilities``.
         """
         from .blockwise import finish_block, infer_block, plan_for, prepare_page
         from .io import ArraySection
@@ -161,7 +189,7 @@ class Segmenter:
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
         post = post or self.card.postprocessing
-        plan = plan_for(self.card, *image.shape, post, block, self.grid.halo)
+        plan = plan_for(self.card, *image.shape, post, block, self.grid.halo, scale)
         page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, plan)
         membrane = np.empty(image.shape, dtype=bool)
         for part in page.blocks:

@@ -91,7 +91,7 @@ class _Seen:
 
 class Watcher:
     def __init__(self, segmenter: Segmenter, inbox: Path, out: Path, post: PostProcessing,
-                 settle: float = 2.0, block: int | None = None):
+                 settle: float = 2.0, block: int | None = None, scale: ScaleCheck | None = None):
         self.segmenter = segmenter
         self.inbox = inbox
         self.out = out
@@ -99,7 +99,7 @@ class Watcher:
         self.settle = settle
         self.block = block
         self._seen: dict[str, _Seen] = {}
-        self._scale = ScaleCheck(segmenter.card.training.pixel_size_nm)
+        self._scale = scale or ScaleCheck(segmenter.card.training.pixel_size_nm)
         self._journal = self._load_journal()
         self._remove_leftovers()
 
@@ -177,8 +177,12 @@ class Watcher:
         except EmsegError as exc:
             yield from self._failed(path, info, exc, entry)
             return
-        self._scale.check(section)
         with section:
+            try:
+                factor = self._scale.check(section)
+            except EmsegError as exc:
+                yield from self._failed(path, info, exc, entry)
+                return
             stack = section.is_stack or path.suffix.lower() in MRC_SUFFIXES
             replaced = changed and not (entry.stack and stack and info.st_size > entry.size)
             try:
@@ -188,7 +192,7 @@ class Watcher:
                     output = self._output(path, index if stack else None, section)
                     if output.exists() and not replaced:
                         continue
-                    yield self._segment(section, index, stack, output, settled_at)
+                    yield self._segment(section, index, stack, output, settled_at, factor)
             except EmsegError as exc:
                 yield from self._failed(path, info, exc, entry)
                 return
@@ -205,10 +209,11 @@ class Watcher:
         tag = "" if index is None else f"_z{index:04d}"
         return self.out / f"{path.stem}{tag}_mask{sinks.suffix(kind)}"
 
-    def _segment(self, section: Section, index: int, stack: bool, output: Path, settled_at: float) -> SectionWritten:
+    def _segment(self, section: Section, index: int, stack: bool, output: Path, settled_at: float,
+                 scale: float | None) -> SectionWritten:
         start = time.perf_counter()
         plan = plan_for(self.segmenter.card, section.height, section.width, self.post, self.block,
-                        self.segmenter.grid.halo)
+                        self.segmenter.grid.halo, scale)
         page = prepare_page(self.segmenter, section, index, plan)
         sink = sinks.open_sink(sinks.layout(1, section.height, section.width), output, 1, section.height,
                                section.width, np.uint8, compress=True, pixel_size_nm=section.pixel_size_nm)
