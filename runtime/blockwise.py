@@ -111,16 +111,18 @@ def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: b
     section = page.section
     if page.plan.tile:
         segmenter.use_tile(page.plan.tile)
-    read: dict[str, object] = {}
+    kept = []  # the core's raw pixels, when an overlay needs them
 
-    def read_box(box):
+    def read(box):
         with section.lock:
-            read["box"], read["pixels"] = box, section.read(page.index, box)
-        return read["pixels"]
+            pixels = section.read(page.index, box)
+        if keep_pixels:
+            kept.append(pixels[block.core.within(box)].copy())
+        return pixels
 
-    probability = segmenter.region_probabilities(read_box, section.height, section.width, block.window,
-                                                 page.encode, page.plan.resampling)
-    core_pixels = read["pixels"][block.core.within(read["box"])].copy() if keep_pixels else None
+    probability = segmenter.region_probabilities(read, section.height, section.width, block.window, page.encode,
+                                                 page.plan.resampling)
+    core_pixels = kept[0] if keep_pixels else None
     return Inferred(page, block, probability, core_pixels)
 
 

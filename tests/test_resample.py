@@ -97,10 +97,11 @@ def _imagej(path: Path, image: np.ndarray, nm: float) -> None:
 def test_segment_resamples_by_the_files_pixel_size_and_keeps_its_grid(tmp_path, segmenter, isbi_slice):
     coarse = isbi_slice.reshape(256, 2, 256, 2).mean(axis=(1, 3)).astype(np.uint8)
     _imagej(tmp_path / "coarse.tif", coarse, 8.0)
-    result = subprocess.run([CLI, "segment", str(tmp_path / "coarse.tif"), "--resample", "-q"],
+    result = subprocess.run([CLI, "segment", str(tmp_path / "coarse.tif"), "--resample", "--overlay", "-q"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr  # resampled: nothing to warn about
+    assert Image.open(tmp_path / "coarse_overlay.png").size == (256, 256)
     mask = np.asarray(Image.open(tmp_path / "coarse_mask.png"))
     np.testing.assert_array_equal(mask, segmenter.segment(coarse, scale=2.0))
     stated = subprocess.run([CLI, "segment", str(tmp_path / "coarse.tif"), "--resample", "--pixel-size-nm", "6",
