@@ -35,7 +35,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big clean
+.PHONY: train finetune export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,9 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 	EMSEG_BIG_SIDES=20000,30000 EMSEG_BIG_ROUNDS=5 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
+
+pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): README, Pixel size
+	$(BIN)/python -m benchmarks.pixel_size_study $(EMSEG_DATA)
 
 clean:
 	rm -rf $(VENV) $(ZOO_VENV) $(MIN_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build
