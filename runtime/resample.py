@@ -15,8 +15,11 @@ what it covers instead of aliasing. Edges repeat the edge pixel. As every weight
 depends only on a pixel's place in the whole section, a block computed from its
 own window equals the same pixels of a whole-section pass (``blockwise``);
 the network's windows keep their origins on the pooling grid (``align``) for
-the same reason. Pillow and scipy resize whole arrays relative to their own
-corners, so blocks would not meet; this costs a few ms per megapixel in numpy.
+the same reason. Pillow's resize computes its weights relative to the box it is
+given and cuts the filter at the array's edge, so one pixel could come out
+differently in two blocks; scipy is not a runtime dependency. In numpy the filter
+took about 0.4 s of the 1.35 s a 2048 x 2048 section needs at twice the model's
+pixel size (README, pixel size).
 """
 from __future__ import annotations
 
