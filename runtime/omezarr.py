@@ -47,9 +47,14 @@ class Layout:
     model_sha256: str
     postprocessing: dict
     probabilities: str | None
+    model_grid: tuple[int, int] | None = None
+    """Each section's grid at the model's pixel size, where the network ran (``--resample``)."""
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        fields = asdict(self)
+        if self.model_grid is None:
+            del fields["model_grid"]  # so that runs started before resampling existed still resume
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     @property
     def region_stride(self) -> int:

@@ -230,8 +230,10 @@ def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]
 
 
 def layout_for(job: Job, volume: VolumeSection, model_sha256: str) -> Layout:
+    resampling = job.plan.resampling
     return Layout(str(Path(job.input).resolve()), (volume.pages, volume.height, volume.width), job.plan.size,
-                  job.plan.context, model_sha256, dataclasses.asdict(job.post), job.probabilities)
+                  job.plan.context, model_sha256, dataclasses.asdict(job.post), job.probabilities,
+                  resampling.model_shape if resampling else None)
 
 
 def local_cluster(workers: int | None, threads: int):

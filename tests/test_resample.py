@@ -162,6 +162,10 @@ def test_volume_and_watch_resample_as_segment_does(tmp_path, isbi):
     np.testing.assert_array_equal(written == 1, membrane)
     watched = np.stack([np.asarray(Image.open(tmp_path / "watch" / f"coarse_z{z:04d}_mask.png")) for z in range(3)])
     np.testing.assert_array_equal(watched == 0, membrane)
+    resume = [CLI, "volume", str(inbox / "coarse.tif"), "-o", str(tmp_path / "v.ome.zarr"), "--resume", "-q"]
+    assert subprocess.run([*resume, *resample], capture_output=True, text=True).returncode == 0
+    unresampled = subprocess.run(resume, capture_output=True, text=True)  # one block either way: only the grid differs
+    assert unresampled.returncode == 2 and "cannot resume: it was started with another model_grid" in unresampled.stderr
 
 
 def test_a_model_without_a_pixel_size_cannot_resample(tmp_path, isbi_slice):
