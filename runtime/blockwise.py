@@ -89,6 +89,8 @@ def plan_for(card: ModelCard, height: int, width: int, post: PostProcessing, blo
     if block is None and model.size >= max(resampling.model_shape):  # one block, as the model grid is
         return BlockPlan(round_up(max(height, width), tiling.align), 0, tiling.align, model.tile, resampling)
     size = round_up(math.ceil(model.size / scale), tiling.align)
+    # a window's extent on the model's grid: its pixels, the filter's taps beyond them (2), and
+    # its origin moved down onto the pooling grid (< align)
     window = min(max(resampling.model_shape), math.ceil((size + 2 * model.context) * scale) + 2 + tiling.align)
     return BlockPlan(size, model.context, tiling.align, tile_for(window, tiling.align, halo, tiling.tile), resampling)
 
@@ -101,8 +103,7 @@ def prepare_page(segmenter: "Segmenter", section: Section, index: int, plan: Blo
 def start_page(segmenter: "Segmenter", section: Section, index: int, low: float, high: float,
                plan: BlockPlan) -> Page:
     """A page whose intensity range is known (``infer_block`` switches to the plan's tile)."""
-    dtype = np.dtype(np.float32) if plan.resampling else section.dtype  # resampled pixels are float
-    return Page(section, index, low, high, segmenter.encoder(dtype, low, high), plan)
+    return Page(section, index, low, high, segmenter.encoder(section.dtype, low, high, plan.resampling), plan)
 
 
 def infer_block(segmenter: "Segmenter", page: Page, block: Block, keep_pixels: bool = False) -> Inferred:

@@ -86,8 +86,7 @@ class Segmenter:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
         height, width = image.shape
         resampling = Resampling.of(height, width, scale)
-        encode = self.encoder(np.dtype(np.float32) if resampling else image.dtype,
-                              *intensity_range(image, self.card.normalization))
+        encode = self.encoder(image.dtype, *intensity_range(image, self.card.normalization), resampling)
         return self.region_probabilities(lambda box: image[box.slices], height, width, Region(0, 0, height, width),
                                          encode, resampling, on_tile)
 
@@ -97,7 +96,7 @@ class Segmenter:
         """Membrane probability of ``region`` of a ``height`` x ``width`` slice whose
         pixels ``read(box)`` returns; with ``resampling``, the network runs on the
         slice resampled to the model's pixel size and the result comes back onto
-        the slice's grid (``encode`` must then take float32 pixels)."""
+        the slice's grid (``encode``: ``encoder`` given the same ``resampling``)."""
         if resampling is None:
             reach = self.grid.reach(height, width, region)
             return self.window_probabilities(read(reach), (reach.y0, reach.x0), height, width, region, encode, on_tile)
@@ -130,15 +129,17 @@ class Segmenter:
                 on_tile(done, len(tiles))
         return result
 
-    def encoder(self, dtype: np.dtype, low: float, high: float) -> Callable[[np.ndarray], np.ndarray]:
+    def encoder(self, dtype: np.dtype, low: float, high: float,
+                resampling: Resampling | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """Raw pixels -> network input: normalised, then quantised for int8 models.
 
         8- and 16-bit slices -- what microscopes write -- go through a table of
         every grey level's input value, one lookup per pixel instead of float
         arithmetic and tile-sized float temporaries; the values are the same,
-        as both paths apply the same element-wise functions.
+        as both paths apply the same element-wise functions. With ``resampling``
+        the network reads resampled pixels, float32 whatever the file's type.
         """
-        if dtype in (np.uint8, np.uint16):
+        if resampling is None and dtype in (np.uint8, np.uint16):
             table = self.net.encode(normalize(np.arange(np.iinfo(dtype).max + 1, dtype=dtype), low, high))
             return table.__getitem__
         return lambda pixels: self.net.encode(normalize(pixels, low, high))
