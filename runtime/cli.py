@@ -364,6 +364,8 @@ def watch(
     try:
         watcher = Watcher(segmenter, inbox, out, segmenter.postprocessing(post.value if post else None), settle, block,
                           ScaleCheck(segmenter.card.training.pixel_size_nm, resample, pixel_size_nm))
+    except EmsegError as exc:
+        raise _fail(exc) from None
     except OSError as exc:
         raise _fail(f"{out}: cannot use as output folder ({exc.strerror or exc})") from None
     stop = threading.Event()

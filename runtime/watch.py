@@ -14,7 +14,10 @@ several pages). A growing stack only has its new sections segmented; existing
 outputs are never rewritten unless the input was replaced. The outputs are
 the state: after a kill -9 the same command finds what is done by what exists
 in OUT (temporary files of the killed run are removed), plus a small journal
-(``.emseg-watch.json``, written atomically) of what was replaced or failed.
+(``.emseg-watch.json``, written atomically) of what was replaced or failed and
+of the settings that decide a mask (model, post-processing, resampling): a
+restart with other settings is refused rather than leave OUT with masks of two
+kinds that nothing tells apart.
 
 Every section goes through the block-wise core (``blockwise``), one at a time,
 on an interpreter with every core: at the microscope the latency of the newest
@@ -100,20 +103,39 @@ class Watcher:
         self.block = block
         self._seen: dict[str, _Seen] = {}
         self._scale = scale or ScaleCheck(segmenter.card.training.pixel_size_nm)
+        self._settings = self._mask_settings()
         self._journal = self._load_journal()
+        self._save_journal()
         self._remove_leftovers()
 
     # -- state ---------------------------------------------------------------------------------
 
+    def _mask_settings(self) -> dict:
+        """What decides a section's mask besides the section (not ``--block`` or threads: the
+        block-wise core gives the same mask whatever the block), in the journal's JSON form."""
+        resample = self._scale.resample
+        return json.loads(json.dumps({
+            "model": self.segmenter.card.model.sha256, "post-processing": asdict(self.post),
+            "--resample": resample, "--pixel-size-nm": self._scale.pixel_size_nm if resample else None}))
+
     def _load_journal(self) -> dict[str, _Entry]:
+        """The journal of a previous run into OUT; refused (``OutputError``) if its masks were
+        made with other settings. A journal from before settings were kept is taken as it is."""
         try:
             data = json.loads((self.out / JOURNAL).read_text())
-            return {name: _Entry(**entry) for name, entry in data.get("files", {}).items()}
+            files = {name: _Entry(**entry) for name, entry in data.get("files", {}).items()}
         except (FileNotFoundError, ValueError, TypeError):
             return {}
+        before = data.get("settings", self._settings)
+        changed = [key for key, value in self._settings.items() if before.get(key) != value]
+        if changed:
+            raise OutputError(self.out, f"holds masks made with another {', '.join(changed)}: watch into a new "
+                                        "folder, or empty this one to start again")
+        return files
 
     def _save_journal(self) -> None:
-        data = {"files": {name: asdict(entry) for name, entry in sorted(self._journal.items())}}
+        data = {"settings": self._settings,
+                "files": {name: asdict(entry) for name, entry in sorted(self._journal.items())}}
         atomic_write_text(self.out / JOURNAL, json.dumps(data, indent=1) + "\n")
 
     def _remove_leftovers(self) -> None:

@@ -170,3 +170,23 @@ def test_a_growing_tiff_stack_gets_only_its_new_sections(isbi, tmp_path):
     assert masks(out) == [f"tiles_z000{i}_mask.png" for i in range(3)]
     assert all((out / name).stat().st_mtime_ns == stamp for name, stamp in stamps.items())
     assert [line.split(" -> ")[0] for line in second.stdout.splitlines() if " -> " in line] == ["tiles.tif[2]"]
+
+
+def test_a_restart_with_other_settings_is_refused_not_mixed(isbi, tmp_path):
+    """The outputs are the state, so a restart that would make its masks another way (here
+    ``--post none``, then ``--resample``) must not add them beside the first run's."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    shutil.copy(isbi / "test" / "6.png", inbox / "a.png")
+    once = [CLI, "watch", str(inbox), "-o", str(out), "--once", "--settle", "0", "-q"]
+    assert subprocess.run(once, capture_output=True).returncode == 0
+    first = (out / "a_mask.png").read_bytes()
+    shutil.copy(isbi / "test" / "7.png", inbox / "b.png")
+    for extra, named in ((["--post", "none"], "post-processing"), (["--resample", "--pixel-size-nm", "8"], "--resample")):
+        refused = subprocess.run(once + extra, capture_output=True, text=True)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and named in refused.stderr and "Traceback" not in refused.stderr
+        assert masks(out) == ["a_mask.png"] and (out / "a_mask.png").read_bytes() == first
+    again = subprocess.run(once + ["--block", "256"], capture_output=True, text=True)  # the block changes no mask
+    assert again.returncode == 0, again.stderr
+    assert masks(out) == ["a_mask.png", "b_mask.png"]
