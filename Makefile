@@ -25,6 +25,8 @@ SHIPPED       ?= runtime/models/emseg-keras.keras
 SHIPPED_INT8  ?= runtime/models/emseg-int8.json
 SHIPPED_OUT   ?= $(MODELS)/shipped
 PIXEL_SIZE_NM ?= 4
+# make finetune-study: fib-gala, fine-tuned on 5 train sections, scored on its test volume
+FIB_GALA      ?= $(EMSEG_DATA)/fib-gala
 ZIP           ?= $(SHIPPED_OUT)/emseg.bioimageio.zip
 # bioimageio.core with TensorFlow/Keras 3 and onnxruntime, apart from .venv's tf-keras
 ZOO_VENV      ?= .venv-bioimageio
@@ -35,7 +37,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
+.PHONY: train finetune finetune-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +113,12 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 
 pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): README, Pixel size
 	$(BIN)/python -m benchmarks.pixel_size_study $(EMSEG_DATA)
+
+finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train sections -> int8, scored beside zero-shot on the test volume (~10 min)
+	$(MAKE) finetune IMAGES=$(FIB_GALA)/train-volume.tif LABELS=$(FIB_GALA)/train-labels.tif RUN=runs/fib-gala \
+		FINETUNE="--sections 0,12,24,36,48"
+	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala
+	$(BIN)/python -m benchmarks.finetune_study $(FIB_GALA) models/fib-gala
 
 clean:
 	rm -rf $(VENV) $(ZOO_VENV) $(MIN_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build

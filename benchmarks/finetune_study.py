@@ -1,0 +1,48 @@
+"""The fine-tuning figures of the README (Fine-tuning on your own sections, fib-gala).
+
+A model fine-tuned on five sections of fib-gala's train volume (``make finetune``, then
+``make export``; ``make finetune-study`` runs all three steps) and the embedded zero-shot
+model, scored on all 50 sections of the test volume, another block of tissue, each with
+its own card's post-processing, under both V_rand / V_info definitions -- what
+``emseg-lite evaluate [--metric isbi]`` prints. Nothing here chooses anything: the
+recipe and the run are fixed before the test volume is read.
+
+``python -m benchmarks.finetune_study FIB_GALA MODELS``, ~1 min on 2 cores after the run.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from emseg_lite.runtime.card import ModelCard
+from emseg_lite.runtime.datasets import load_labeled
+from emseg_lite.runtime.evaluate import score_volume
+from emseg_lite.runtime.segmenter import Segmenter
+
+METRICS = ("adapted", "isbi")
+
+
+def main(fib_gala: Path, models: Path) -> None:
+    test = load_labeled(fib_gala / "test-volume.tif", fib_gala / "test-labels.tif")
+    rows = {"embedded int8, zero-shot": "int8",
+            "fine-tuned int8": str(models / "emseg-int8.tflite"),
+            "fine-tuned float32": str(models / "emseg-float32.tflite")}
+    print(f"fib-gala test volume, {len(test.names)} sections; each model with its own card's post-processing\n")
+    print("| model | adapted V_rand | adapted V_info | ISBI V_rand | ISBI V_info |\n|---|---:|---:|---:|---:|")
+    for label, model in rows.items():
+        segmenter = Segmenter.load(model)
+        maps = [segmenter.probabilities(image) for image in test.images]
+        figures = []
+        for metric in METRICS:
+            mean = score_volume(maps, test, {"card": segmenter.card.postprocessing}, metric).mean("card")
+            figures += [f"{mean.v_rand:.4f}", f"{mean.v_info:.4f}"]
+        print(f"| {label} | {' | '.join(figures)} |", flush=True)
+    card = ModelCard.load(models / "emseg-int8.json")
+    comparison = card.comparison
+    print(f"\nrun: sections {card.training.train_sections} trained, {card.training.val_sections} held out; "
+          f"{card.training.duration_s:.0f} s on {card.training.machine}")
+    print(f"card recommends: {comparison.use} ({comparison.reason})")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
