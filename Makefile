@@ -114,7 +114,7 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): README, Pixel size
 	$(BIN)/python -m benchmarks.pixel_size_study $(EMSEG_DATA)
 
-finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train sections -> int8, scored beside zero-shot on the test volume (~10 min)
+finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train sections -> int8, scored beside zero-shot on the test volume (~4 min)
 	$(MAKE) finetune IMAGES=$(FIB_GALA)/train-volume.tif LABELS=$(FIB_GALA)/train-labels.tif RUN=runs/fib-gala \
 		FINETUNE="--sections 0,12,24,36,48"
 	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala
