@@ -7,7 +7,7 @@ its own card's post-processing, under both V_rand / V_info definitions -- what
 ``emseg-lite evaluate [--metric isbi]`` prints. Nothing here chooses anything: the
 recipe and the run are fixed before the test volume is read.
 
-``python -m benchmarks.finetune_study FIB_GALA MODELS``, ~1 min on 2 cores after the run.
+``python -m benchmarks.finetune_study FIB_GALA MODELS``: about 10 s on 2 cores once the run is exported.
 """
 from __future__ import annotations
 
