@@ -27,6 +27,8 @@ SHIPPED_OUT   ?= $(MODELS)/shipped
 PIXEL_SIZE_NM ?= 4
 # make finetune-study: fib-gala, fine-tuned on 5 train sections, scored on its test volume
 FIB_GALA      ?= $(EMSEG_DATA)/fib-gala
+# make carryover-study: a clone of github.com/janelia-flyem/neuroproof_examples (not in the shared data)
+NEUROPROOF    ?=
 ZIP           ?= $(SHIPPED_OUT)/emseg.bioimageio.zip
 # bioimageio.core with TensorFlow/Keras 3 and onnxruntime, apart from .venv's tf-keras
 ZOO_VENV      ?= .venv-bioimageio
@@ -37,7 +39,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune finetune-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
+.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -118,7 +120,15 @@ finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train
 	$(MAKE) finetune IMAGES=$(FIB_GALA)/train-volume.tif LABELS=$(FIB_GALA)/train-labels.tif RUN=runs/fib-gala \
 		FINETUNE="--sections 0,12,24,36,48"
 	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala
-	$(BIN)/python -m benchmarks.finetune_study $(FIB_GALA) models/fib-gala
+	$(BIN)/python -m benchmarks.finetune_study $(FIB_GALA)/test-volume.tif $(FIB_GALA)/test-labels.tif models/fib-gala
+
+carryover-study: $(STAMP)  ## the same recipe, unchanged, on a volume it never saw: NEUROPROOF=a clone of janelia-flyem/neuroproof_examples (~5 min)
+	@test -d "$(NEUROPROOF)" || { echo "usage: make carryover-study NEUROPROOF=path/to/neuroproof_examples" >&2; exit 2; }
+	$(BIN)/python -m benchmarks.neuroproof $(NEUROPROOF) runs/neuroproof-data
+	$(MAKE) finetune IMAGES=runs/neuroproof-data/labelled-images.tif LABELS=runs/neuroproof-data/labelled-labels.tif \
+		RUN=runs/neuroproof FINETUNE="--sections 0,12,24,36,48"
+	$(MAKE) export RUN=runs/neuroproof MODELS=models/neuroproof
+	$(BIN)/python -m benchmarks.finetune_study runs/neuroproof-data/test-images.tif runs/neuroproof-data/test-labels.tif models/neuroproof
 
 clean:
 	rm -rf $(VENV) $(ZOO_VENV) $(MIN_VENV) .pytest_cache .benchmarks emseg_lite.egg-info build

@@ -1,13 +1,15 @@
-"""The fine-tuning figures of the README (Fine-tuning on your own sections, fib-gala).
+"""The fine-tuning figures of the README (Fine-tuning on your own sections).
 
-A model fine-tuned on five sections of fib-gala's train volume (``make finetune``, then
-``make export``; ``make finetune-study`` runs all three steps) and the embedded zero-shot
-model, scored on all 50 sections of the test volume, another block of tissue, each with
-its own card's post-processing, under both V_rand / V_info definitions -- what
-``emseg-lite evaluate [--metric isbi]`` prints. Nothing here chooses anything: the
-recipe and the run are fixed before the test volume is read.
+A model fine-tuned on five labelled sections (``make finetune``, then ``make export``)
+and the embedded zero-shot model, scored on a test volume from another block of
+tissue, each with its own card's post-processing, under both V_rand / V_info
+definitions -- what ``emseg-lite evaluate [--metric isbi]`` prints. Nothing here
+chooses anything: the recipe and the run are fixed before the test volume is read.
 
-``python -m benchmarks.finetune_study FIB_GALA MODELS``: about 10 s on 2 cores once the run is exported.
+``make finetune-study`` runs it on fib-gala (the issue's target) and ``make
+carryover-study`` on NeuroProof's FIB-SEM cube, a volume the recipe was never
+developed on. ``python -m benchmarks.finetune_study IMAGES LABELS MODELS``: about 10 s
+on 2 cores for fib-gala's 50 test sections once the run is exported.
 """
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ from emseg_lite.runtime.segmenter import Segmenter
 METRICS = ("adapted", "isbi")
 
 
-def main(fib_gala: Path, models: Path) -> None:
-    test = load_labeled(fib_gala / "test-volume.tif", fib_gala / "test-labels.tif")
+def main(images: Path, labels: Path, models: Path) -> None:
+    test = load_labeled(images, labels)
     rows = {"embedded int8, zero-shot": "int8",
             "fine-tuned int8": str(models / "emseg-int8.tflite"),
             "fine-tuned float32": str(models / "emseg-float32.tflite")}
-    print(f"fib-gala test volume, {len(test.names)} sections; each model with its own card's post-processing\n")
+    print(f"{images.name}, {len(test.names)} sections; each model with its own card's post-processing\n")
     print("| model | adapted V_rand | adapted V_info | ISBI V_rand | ISBI V_info |\n|---|---:|---:|---:|---:|")
     for label, model in rows.items():
         segmenter = Segmenter.load(model)
@@ -45,4 +47,4 @@ def main(fib_gala: Path, models: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

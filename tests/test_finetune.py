@@ -192,3 +192,40 @@ def test_unreadable_weights_are_refused(fib, tmp_path):
     for name in ("emseg-keras.keras", "emseg-keras.json"):
         shutil.copy(EMBEDDED_DIR / name, base)
     _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-int8.tflite: not from the same run as emseg-keras.keras")
+
+
+def test_neuroproof_cube_becomes_labelled_and_test_stacks_of_body_ids(tmp_path):
+    """`make carryover-study` reads a clone of neuroproof_examples: supervoxels mapped to bodies, split by section."""
+    import gzip
+
+    import h5py
+
+    from benchmarks import neuroproof
+    from emseg_lite.runtime.datasets import load_labeled
+    from emseg_lite.runtime.io import open_section
+
+    sample = tmp_path / "clone" / neuroproof.SAMPLE
+    (sample / "grayscale_maps").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(250, 8, 8), dtype=np.uint8)
+    for z, image in enumerate(images):
+        Image.fromarray(image).save(sample / "grayscale_maps" / f"iso.{2600 + z}.png")
+    supervoxels = np.repeat(np.arange(4, dtype=np.int32), 16).reshape(8, 8)
+    stack = np.broadcast_to(supervoxels, (250, 8, 8)).copy()
+    stack[200:] += 4                                    # later sections: supervoxels 4-7
+    transforms = np.array([[0, 0], [1, 7], [2, 7], [3, 9], [4, 11], [5, 11], [6, 12], [7, 12]])
+    with h5py.File(tmp_path / "gt.h5", "w") as h5:
+        h5["stack"], h5["transforms"] = stack, transforms
+    with open(tmp_path / "gt.h5", "rb") as raw, gzip.open(sample / "groundtruth.h5.gz", "wb") as packed:
+        packed.write(raw.read())
+
+    out = tmp_path / "tiff"
+    neuroproof.main(tmp_path / "clone", out)
+    labelled = load_labeled(out / "labelled-images.tif", out / "labelled-labels.tif")
+    test = load_labeled(out / "test-images.tif", out / "test-labels.tif")
+    assert len(labelled.names) == 50 and len(test.names) == 100
+    assert np.array_equal(labelled.images, images[:50]) and np.array_equal(test.images, images[150:])
+    bodies = tifffile.imread(out / "test-labels.tif")
+    assert bodies.dtype == np.uint32
+    assert set(np.unique(bodies[0])) == {0, 7, 9} and set(np.unique(bodies[-1])) == {11, 12}
+    assert open_section(out / "test-images.tif").pixel_size_nm == pytest.approx(10.0)
