@@ -122,7 +122,7 @@ finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train
 	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala
 	$(BIN)/python -m benchmarks.finetune_study $(FIB_GALA)/test-volume.tif $(FIB_GALA)/test-labels.tif models/fib-gala
 
-carryover-study: $(STAMP)  ## the same recipe, unchanged, on a volume it never saw: NEUROPROOF=a clone of janelia-flyem/neuroproof_examples (~5 min)
+carryover-study: $(STAMP)  ## the same recipe, unchanged, on a volume it never saw: NEUROPROOF=a clone of janelia-flyem/neuroproof_examples (~4 min)
 	@test -d "$(NEUROPROOF)" || { echo "usage: make carryover-study NEUROPROOF=path/to/neuroproof_examples" >&2; exit 2; }
 	$(BIN)/python -m benchmarks.neuroproof $(NEUROPROOF) runs/neuroproof-data
 	$(MAKE) finetune IMAGES=runs/neuroproof-data/labelled-images.tif LABELS=runs/neuroproof-data/labelled-labels.tif \
