@@ -25,6 +25,7 @@ import tifffile
 from PIL import Image
 
 SAMPLE = "training_sample2"
+PIXEL_NM = 10.0
 LABELLED = slice(0, 50)
 TEST = slice(150, 250)
 
@@ -49,8 +50,8 @@ def main(checkout: Path, out: Path) -> None:
     images, labels = load(checkout)
     out.mkdir(parents=True, exist_ok=True)
     for name, part in (("labelled", LABELLED), ("test", TEST)):
-        tifffile.imwrite(out / f"{name}-images.tif", images[part], imagej=True, resolution=(0.1, 0.1),
-                         metadata={"unit": "nm", "spacing": 10.0})
+        tifffile.imwrite(out / f"{name}-images.tif", images[part], imagej=True, resolution=(1 / PIXEL_NM,) * 2,
+                         metadata={"unit": "nm", "spacing": PIXEL_NM})
         tifffile.imwrite(out / f"{name}-labels.tif", labels[part])
     print(f"{out}: sections {LABELLED.start}-{LABELLED.stop - 1} (labelled) and "
           f"{TEST.start}-{TEST.stop - 1} (test) of {len(images)}")

@@ -7,19 +7,24 @@ checkout. Bad input is one line naming the file, exit 2, nothing written.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 from typer.testing import CliRunner
 
+from benchmarks import neuroproof
 from emseg_lite.runtime.card import ModelCard
+from emseg_lite.runtime.datasets import load_labeled
 from emseg_lite.runtime.files import file_sha256
+from emseg_lite.runtime.io import open_section
 from emseg_lite.runtime.registry import EMBEDDED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +67,7 @@ def test_shipped_float_model_is_the_one_the_embedded_float32_model_came_from(isb
     """The Keras weights reproduce the embedded float32 TFLite model on a held-out ISBI section."""
     import math
 
-    from emseg_lite.runtime.datasets import load_labeled, locate
+    from emseg_lite.runtime.datasets import locate
     from emseg_lite.runtime.segmenter import Segmenter
     from emseg_lite.train.keras2 import keras
     from emseg_lite.train.predict import predict_slice
@@ -196,14 +201,6 @@ def test_unreadable_weights_are_refused(fib, tmp_path):
 
 def test_neuroproof_cube_becomes_labelled_and_test_stacks_of_body_ids(tmp_path):
     """`make carryover-study` reads a clone of neuroproof_examples: supervoxels mapped to bodies, split by section."""
-    import gzip
-
-    import h5py
-
-    from benchmarks import neuroproof
-    from emseg_lite.runtime.datasets import load_labeled
-    from emseg_lite.runtime.io import open_section
-
     sample = tmp_path / "clone" / neuroproof.SAMPLE
     (sample / "grayscale_maps").mkdir(parents=True)
     rng = np.random.default_rng(0)
