@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, missing
 from emseg_lite.runtime.card import ModelCard
 from emseg_lite.runtime.io import read_slices
 
@@ -22,10 +22,7 @@ WEIGHT_FORMATS = ("onnx", "tensorflow_saved_model_bundle")
 def bioimageio_cli():
     cli = BIOIMAGEIO_VENV / "bin" / "bioimageio"
     if not cli.exists():
-        message = f"{cli} not found: `make .venv-bioimageio/.installed` creates the bioimage.io test environment"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"{cli} not found: `make .venv-bioimageio/.installed` creates the bioimage.io test environment")
     return cli
 
 
