@@ -21,13 +21,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from benchmarks import neuroproof
+from conftest import REPO
 from emseg_lite.runtime.card import ModelCard
 from emseg_lite.runtime.datasets import load_labeled
 from emseg_lite.runtime.files import file_sha256
 from emseg_lite.runtime.io import open_section
 from emseg_lite.runtime.registry import EMBEDDED_DIR
 
-REPO = Path(__file__).resolve().parents[1]
 SECTIONS = "0,12,24,36,48"
 
 

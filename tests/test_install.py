@@ -1,12 +1,11 @@
 """The base install is the slim runtime: a fresh virtualenv without TensorFlow segments a real slice."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def test_fresh_base_install_segments_without_tensorflow(tmp_path, test_slice):
