@@ -24,6 +24,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from emseg_lite.runtime.errors import EmsegError, InputError
+from emseg_lite.runtime.files import atomic_output
+
 SAMPLE = "training_sample2"
 PIXEL_NM = 10.0
 LABELLED = slice(0, 50)
@@ -31,18 +34,25 @@ TEST = slice(150, 250)
 
 
 def load(checkout: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8, body ids uint32), both (z, y, x): supervoxels mapped through ``transforms``."""
+    """(images uint8, body ids uint32), both (z, y, x): supervoxels mapped through ``transforms``.
+
+    Raises InputError for a folder that is not a whole clone, before anything is written."""
     sample = checkout / SAMPLE
     pngs = sorted((sample / "grayscale_maps").glob("iso.*.png"))
+    if not pngs or not (sample / "groundtruth.h5.gz").is_file():
+        raise InputError(checkout, f"not a clone of janelia-flyem/neuroproof_examples: needs {SAMPLE}/grayscale_maps/"
+                                   f"iso.*.png and {SAMPLE}/groundtruth.h5.gz")
     images = np.stack([np.asarray(Image.open(png)) for png in pngs])
     with gzip.open(sample / "groundtruth.h5.gz") as raw, h5py.File(raw, "r") as h5:
         supervoxels = h5["stack"][()]
         transforms = h5["transforms"][()]
-    bodies = np.zeros(int(supervoxels.max()) + 1, np.uint32)
+    bodies = np.zeros(max(int(supervoxels.max()), int(transforms[:, 0].max())) + 1, np.uint32)
     bodies[transforms[:, 0]] = transforms[:, 1]
     labels = bodies[supervoxels]
     if images.shape != labels.shape:
-        raise SystemExit(f"{sample}: {images.shape} images against {labels.shape} labels")
+        raise InputError(sample, f"{images.shape} images against {labels.shape} labels")
+    if len(images) < TEST.stop:
+        raise InputError(sample, f"has {len(images)} sections; the split needs {TEST.stop}")
     return images, labels
 
 
@@ -50,12 +60,18 @@ def main(checkout: Path, out: Path) -> None:
     images, labels = load(checkout)
     out.mkdir(parents=True, exist_ok=True)
     for name, part in (("labelled", LABELLED), ("test", TEST)):
-        tifffile.imwrite(out / f"{name}-images.tif", images[part], imagej=True, resolution=(1 / PIXEL_NM,) * 2,
-                         metadata={"unit": "nm", "spacing": PIXEL_NM})
-        tifffile.imwrite(out / f"{name}-labels.tif", labels[part])
+        with atomic_output(out / f"{name}-images.tif") as tmp:
+            tifffile.imwrite(tmp, images[part], imagej=True, resolution=(1 / PIXEL_NM,) * 2,
+                             metadata={"unit": "nm", "spacing": PIXEL_NM})
+        with atomic_output(out / f"{name}-labels.tif") as tmp:
+            tifffile.imwrite(tmp, labels[part])
     print(f"{out}: sections {LABELLED.start}-{LABELLED.stop - 1} (labelled) and "
           f"{TEST.start}-{TEST.stop - 1} (test) of {len(images)}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    try:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))
+    except EmsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -150,8 +151,6 @@ def _volume(fib, tmp_path, images=None, labels=None):
 
 
 def _refused(result, out, pattern):
-    import re
-
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
@@ -199,25 +198,30 @@ def test_unreadable_weights_are_refused(fib, tmp_path):
     _refused(_finetune(images, labels, out, "--base", base), out, r"emseg-int8.tflite: not from the same run as emseg-keras.keras")
 
 
-def test_neuroproof_cube_becomes_labelled_and_test_stacks_of_body_ids(tmp_path):
-    """`make carryover-study` reads a clone of neuroproof_examples: supervoxels mapped to bodies, split by section."""
-    sample = tmp_path / "clone" / neuroproof.SAMPLE
+def _neuroproof_clone(root: Path, sections: int = 250) -> tuple[Path, np.ndarray]:
+    """A miniature clone of neuroproof_examples: 8 x 8 px sections, supervoxels 0-3, from section 200 on 4-7."""
+    sample = root / neuroproof.SAMPLE
     (sample / "grayscale_maps").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(250, 8, 8), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(sections, 8, 8), dtype=np.uint8)
     for z, image in enumerate(images):
         Image.fromarray(image).save(sample / "grayscale_maps" / f"iso.{2600 + z}.png")
     supervoxels = np.repeat(np.arange(4, dtype=np.int32), 16).reshape(8, 8)
-    stack = np.broadcast_to(supervoxels, (250, 8, 8)).copy()
-    stack[200:] += 4                                    # later sections: supervoxels 4-7
+    stack = np.broadcast_to(supervoxels, (sections, 8, 8)).copy()
+    stack[200:] += 4
     transforms = np.array([[0, 0], [1, 7], [2, 7], [3, 9], [4, 11], [5, 11], [6, 12], [7, 12]])
-    with h5py.File(tmp_path / "gt.h5", "w") as h5:
+    with h5py.File(root / "gt.h5", "w") as h5:
         h5["stack"], h5["transforms"] = stack, transforms
-    with open(tmp_path / "gt.h5", "rb") as raw, gzip.open(sample / "groundtruth.h5.gz", "wb") as packed:
+    with open(root / "gt.h5", "rb") as raw, gzip.open(sample / "groundtruth.h5.gz", "wb") as packed:
         packed.write(raw.read())
+    return root, images
 
+
+def test_neuroproof_cube_becomes_labelled_and_test_stacks_of_body_ids(tmp_path):
+    """`make carryover-study` reads a clone of neuroproof_examples: supervoxels mapped to bodies, split by section."""
+    clone, images = _neuroproof_clone(tmp_path / "clone")
     out = tmp_path / "tiff"
-    neuroproof.main(tmp_path / "clone", out)
+    neuroproof.main(clone, out)
     labelled = load_labeled(out / "labelled-images.tif", out / "labelled-labels.tif")
     test = load_labeled(out / "test-images.tif", out / "test-labels.tif")
     assert len(labelled.names) == 50 and len(test.names) == 100
@@ -226,3 +230,19 @@ def test_neuroproof_cube_becomes_labelled_and_test_stacks_of_body_ids(tmp_path):
     assert bodies.dtype == np.uint32
     assert set(np.unique(bodies[0])) == {0, 7, 9} and set(np.unique(bodies[-1])) == {11, 12}
     assert open_section(out / "test-images.tif").pixel_size_nm == pytest.approx(10.0)
+
+
+def test_neuroproof_refuses_a_folder_that_is_not_a_whole_clone(tmp_path):
+    """A wrong path or a cut-short cube: one line naming it, exit 2, no stacks written."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    short, _ = _neuroproof_clone(tmp_path / "short", sections=120)
+    out = tmp_path / "tiff"
+    for clone, pattern in ((empty, r"empty: not a clone of janelia-flyem/neuroproof_examples"),
+                           (short, r"training_sample2: has 120 sections; the split needs 250")):
+        result = subprocess.run([sys.executable, "-m", "benchmarks.neuroproof", str(clone), str(out)],
+                                cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
+        assert not out.exists()
