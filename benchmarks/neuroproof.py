@@ -39,11 +39,14 @@ def load(checkout: Path) -> tuple[np.ndarray, np.ndarray]:
     Raises InputError for a folder that is not a whole clone, before anything is written."""
     sample = checkout / SAMPLE
     pngs = sorted((sample / "grayscale_maps").glob("iso.*.png"))
-    if not pngs or not (sample / "groundtruth.h5.gz").is_file():
+    truth = sample / "groundtruth.h5.gz"
+    if not pngs or not truth.is_file():
         raise InputError(checkout, f"not a clone of janelia-flyem/neuroproof_examples: needs {SAMPLE}/grayscale_maps/"
                                    f"iso.*.png and {SAMPLE}/groundtruth.h5.gz")
+    if len(pngs) < TEST.stop:
+        raise InputError(sample, f"has {len(pngs)} sections; the split needs {TEST.stop}")
     images = np.stack([np.asarray(Image.open(png)) for png in pngs])
-    with gzip.open(sample / "groundtruth.h5.gz") as raw, h5py.File(raw, "r") as h5:
+    with gzip.open(truth) as raw, h5py.File(raw, "r") as h5:
         supervoxels = h5["stack"][()]
         transforms = h5["transforms"][()]
     bodies = np.zeros(max(int(supervoxels.max()), int(transforms[:, 0].max())) + 1, np.uint32)
@@ -51,8 +54,6 @@ def load(checkout: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = bodies[supervoxels]
     if images.shape != labels.shape:
         raise InputError(sample, f"{images.shape} images against {labels.shape} labels")
-    if len(images) < TEST.stop:
-        raise InputError(sample, f"has {len(images)} sections; the split needs {TEST.stop}")
     return images, labels
 
 

@@ -151,9 +151,14 @@ def _volume(fib, tmp_path, images=None, labels=None):
 
 
 def _refused(result, out, pattern):
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
+    _refusal(result.exit_code, result.stdout, result.stderr, out, pattern)
+
+
+def _refusal(code: int, stdout: str, stderr: str, out: Path, pattern: str) -> None:
+    """Exit 2, one line on stderr matching ``pattern``, ``out`` never created."""
+    assert code == 2, (code, stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), stderr
     assert not out.exists()
 
 
@@ -242,7 +247,4 @@ def test_neuroproof_refuses_a_folder_that_is_not_a_whole_clone(tmp_path):
                            (short, r"training_sample2: has 120 sections; the split needs 250")):
         result = subprocess.run([sys.executable, "-m", "benchmarks.neuroproof", str(clone), str(out)],
                                 cwd=REPO, capture_output=True, text=True)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
-        assert not out.exists()
+        _refusal(result.returncode, result.stdout, result.stderr, out, pattern)
