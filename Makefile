@@ -39,7 +39,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 test bench bench-big pixel-size-study clean
+.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,7 +96,10 @@ embed:  ## ship the exported int8, float16 and float32 models, and their float K
 	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) \
 	   $(MODELS)/emseg-keras.keras $(MODELS)/emseg-keras.json runtime/models/
 
-test: $(STAMP) $(ZOO_STAMP)  ## unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
+lint: $(STAMP)  ## ruff (imports sorted, no unused or undefined names) over the whole tree
+	$(BIN)/ruff check .
+
+test: lint $(ZOO_STAMP)  ## lint, unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests
 	$(MAKE) check-litert-min
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-min-rounds=1 --benchmark-max-time=0.05 --benchmark-warmup=off
@@ -113,10 +116,10 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 
-pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): README, Pixel size
+pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): docs/pixel-size.md
 	$(BIN)/python -m benchmarks.pixel_size_study $(EMSEG_DATA)
 
-finetune-study: $(STAMP)  ## the README's fine-tuning figures: fib-gala, 5 train sections -> int8, scored beside zero-shot on the test volume (~4 min)
+finetune-study: $(STAMP)  ## the fine-tuning figures of docs/finetune-recipe.md: fib-gala, 5 train sections -> int8, scored beside zero-shot on the test volume (~4 min)
 	$(MAKE) finetune IMAGES=$(FIB_GALA)/train-volume.tif LABELS=$(FIB_GALA)/train-labels.tif RUN=runs/fib-gala \
 		FINETUNE="--sections 0,12,24,36,48"
 	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala

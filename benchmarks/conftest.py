@@ -34,7 +34,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def isbi_slice(data_root):
     """(image uint8, membrane bool) of one held-out 512 x 512 section."""
-    from emseg_lite.runtime.datasets import load_labeled, locate
+    from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
 
     volume = load_labeled(*locate(data_root)).select([VALIDATION_SECTION])
     return volume.images[0], volume.membrane[0]
@@ -57,8 +57,8 @@ def embedded():
 
 @pytest.fixture(scope="session", autouse=True)
 def amx() -> str:
-    """Measure the runtime as the CLI runs it: XNNPACK kept off AMX (runtime/amx.py)."""
-    from emseg_lite.runtime.amx import forgo_amx
+    """Measure the runtime as the CLI runs it: XNNPACK kept off AMX (runtime/engine/amx.py)."""
+    from emseg_lite.runtime.engine.amx import forgo_amx
 
     return forgo_amx()
 

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.figure``: pictures of segmented slices for the README.
+"""``python -m benchmarks.figure``: pictures of segmented slices for the README and docs/
 
 Each picture is input | mask | overlay (512 x 512 px, full resolution), made with the embedded int8 model through
 the runtime exactly as ``emseg-lite segment`` makes them: an ISBI test section
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from emseg_lite.runtime.intensity import intensity_range, normalize
-from emseg_lite.runtime.io import read_slices
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 PANEL = 512
 

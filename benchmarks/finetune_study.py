@@ -1,4 +1,4 @@
-"""The fine-tuning figures of the README (Fine-tuning on your own sections).
+"""The fine-tuning figures of docs/finetune-recipe.md.
 
 A model fine-tuned on five labelled sections (``make finetune``, then ``make export``)
 and the embedded zero-shot model, scored on a test volume from another block of
@@ -6,7 +6,7 @@ tissue, each with its own card's post-processing, under both V_rand / V_info
 definitions -- what ``emseg-lite evaluate [--metric isbi]`` prints. Nothing here
 chooses anything: the recipe and the run are fixed before the test volume is read.
 
-``make finetune-study`` runs it on fib-gala (the issue's target) and ``make
+``make finetune-study`` runs it on fib-gala (the lab volume the recipe targets) and ``make
 carryover-study`` on NeuroProof's FIB-SEM cube, a volume the recipe was never
 developed on. ``python -m benchmarks.finetune_study IMAGES LABELS MODELS``: about 10 s
 on 2 cores for fib-gala's 50 test sections once the run is exported.
@@ -16,10 +16,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from emseg_lite.runtime.card import ModelCard
-from emseg_lite.runtime.datasets import load_labeled
-from emseg_lite.runtime.evaluate import score_volume
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.core.card import ModelCard
+from emseg_lite.runtime.pipelines.datasets import load_labeled
+from emseg_lite.runtime.pipelines.evaluate import score_volume
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 METRICS = ("adapted", "isbi")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 def full_model(model_path: Path):
     """(predict: slice -> map, card, exact halo) for a Keras model with its card beside it."""
-    from emseg_lite.runtime.card import ModelCard, card_path_for
+    from emseg_lite.runtime.core.card import ModelCard, card_path_for
     from emseg_lite.train.keras2 import keras
     from emseg_lite.train.predict import predict_slice
 

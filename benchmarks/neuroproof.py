@@ -1,7 +1,7 @@
 """NeuroProof's FIB-SEM cube as TIFF stacks: a second lab volume for the fine-tuning recipe.
 
-The recipe was developed on fib-gala's train volume alone; the issue asks that it carry
-over, with no code change, to another labelled volume of a similar modality it has
+The recipe was developed on fib-gala's train volume alone; it should carry over,
+with no code change, to another labelled volume of a similar modality it has
 never seen. ``training_sample2`` of janelia-flyem/neuroproof_examples is one: 250
 sections of 250 x 250 px of *Drosophila* medulla, FIB-SEM at 10 nm isotropic, with
 dense body labels (no boundary class, so boundaries come from label changes). It is
@@ -24,8 +24,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime.errors import EmsegError, InputError
-from emseg_lite.runtime.files import atomic_output
+from emseg_lite.runtime.core.errors import EmsegError, InputError
+from emseg_lite.runtime.core.files import atomic_output
 
 SAMPLE = "training_sample2"
 PIXEL_NM = 10.0

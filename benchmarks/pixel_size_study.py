@@ -1,4 +1,4 @@
-"""Does ``--resample`` help? The figures behind its default (README, Pixel size).
+"""Does ``--resample`` help? The figures behind its default (docs/pixel-size.md).
 
 ISBI's held-out sections 25-29 re-imaged at other pixel sizes (images box-averaged
 when coarser, bilinear when finer; membrane labels resampled as a fraction and cut at
@@ -19,9 +19,9 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime.datasets import LabeledVolume, load_labeled, locate
-from emseg_lite.runtime.evaluate import evaluate_volume
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume, load_labeled, locate
+from emseg_lite.runtime.pipelines.evaluate import evaluate_volume
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 ISBI_NM = (2.67, 3.0, 5.0, 6.0, 8.0)
 FIB_GALA_NM = (6.0, 8.0, 10.0, 12.0)
@@ -51,7 +51,7 @@ def scores(segmenter: Segmenter, volume: LabeledVolume, scale: float | None) -> 
 def main(data: Path) -> None:
     segmenter = Segmenter.load("int8")
     model_nm = segmenter.card.training.pixel_size_nm
-    print(f"| input | as it is | --resample |\n|---|---:|---:|")
+    print("| input | as it is | --resample |\n|---|---:|---:|")
     held_out = load_labeled(*locate(data / "isbi2012")).select([25, 26, 27, 28, 29])
     with tempfile.TemporaryDirectory() as folder:
         for nm in ISBI_NM:

@@ -1,7 +1,7 @@
 """``python -m benchmarks.report latest.json --out benchmarks/results``: markdown tables and plot.
 
-Reads a pytest-benchmark JSON file and writes ``<name>.md`` (the tables the README
-shows, with machine and date: latency and agreement per variant, big sections
+Reads a pytest-benchmark JSON file and writes ``<name>.md`` (the tables the docs
+show, with machine and date: latency and agreement per variant, big sections
 end to end, block-wise agreement) and, when there are variants,
 ``latency_vs_agreement.png``.
 """

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from emseg_lite.runtime import registry
+from emseg_lite.runtime.engine import registry
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORTED = ("float32", "float16", "int8", "int8-ptq")

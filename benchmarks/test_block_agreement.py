@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emseg_lite.runtime.blocks import BlockPlan
-from emseg_lite.runtime.metrics import rand_and_info
-from emseg_lite.runtime.postprocess import membrane_mask
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.pipelines.blocks import BlockPlan
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
+from emseg_lite.runtime.post.metrics import rand_and_info
+from emseg_lite.runtime.post.postprocess import membrane_mask
 
 from .mosaic import TILE, band, variants
 
@@ -32,7 +32,7 @@ def blockwise_membrane(probability: np.ndarray, post, size: int, context: int) -
 
 @pytest.fixture(scope="module")
 def maps(data_root):
-    from emseg_lite.runtime.datasets import load_labeled, locate
+    from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
 
     segmenter = Segmenter.load("int8", threads=2)
     volume = load_labeled(*locate(data_root)).select([25, 26, 27, 28, 29])

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from emseg_lite.export.agreement import agreement
-from emseg_lite.runtime import batch
-from emseg_lite.runtime.io import read_slices
-from emseg_lite.runtime.metrics import rand_and_info
-from emseg_lite.runtime.postprocess import membrane_mask
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.pipelines import batch
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
+from emseg_lite.runtime.post.metrics import rand_and_info
+from emseg_lite.runtime.post.postprocess import membrane_mask
 
 from .subjects import EXPORTED, FLOORS
 

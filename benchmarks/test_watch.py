@@ -25,8 +25,8 @@ SECTIONS = 8
 def test_watch_latency(benchmark, record, data_root, tmp_path):
     import tifffile
 
-    from emseg_lite.runtime import batch
-    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.runtime.pipelines import batch, outputs
+    from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
     sections = [np.rot90(tifffile.imread(data_root / "vnc-stack2" / f"0{i % 4}.tif"), i // 4) for i in range(SECTIONS)]
     staged = tmp_path / "staged"
@@ -36,7 +36,7 @@ def test_watch_latency(benchmark, record, data_root, tmp_path):
     segmenter = Segmenter.load("int8")
     reference = staged / "section_000.tif"
     options = batch.Options(out_dir=tmp_path / "ref", overwrite=True)
-    batch.check_out_dir(tmp_path / "ref")
+    outputs.check_out_dir(tmp_path / "ref")
     timings = []
     for _ in range(4):
         start = time.perf_counter()

@@ -28,7 +28,7 @@ def main(
 ) -> None:
     """Convert a trained run to int8 (QAT and PTQ), float16 and float32 TFLite models."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from emseg_lite.runtime.errors import EmsegError
+    from emseg_lite.runtime.core.errors import EmsegError
 
     from .bioimageio.__main__ import echo_package
     from .bioimageio.package import build_package

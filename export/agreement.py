@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emseg_lite.runtime.card import Agreement, PostProcessing
-from emseg_lite.runtime.metrics import membrane_dice
+from emseg_lite.runtime.core.card import Agreement, PostProcessing
+from emseg_lite.runtime.post.metrics import membrane_dice
 
 DEFAULT_FLOOR = 0.99
 

@@ -19,14 +19,14 @@ import logging
 import math
 from pathlib import Path
 
-from emseg_lite.runtime.backend import backend
-from emseg_lite.runtime.card import Comparison, ModelCard, ModelFile, Scores, Training, card_path_for
-from emseg_lite.runtime.datasets import LabeledVolume, load_labeled, locate
-from emseg_lite.runtime.evaluate import both_methods, score_volume
-from emseg_lite.runtime.labels import LabelSpec
-from emseg_lite.runtime.files import atomic_write_bytes, file_sha256
-from emseg_lite.runtime.interpreter import tensor_spec
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.core.card import Comparison, ModelCard, ModelFile, Scores, Training, card_path_for
+from emseg_lite.runtime.core.files import atomic_write_bytes, file_sha256
+from emseg_lite.runtime.engine.backend import backend
+from emseg_lite.runtime.engine.interpreter import tensor_spec
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume, load_labeled, locate
+from emseg_lite.runtime.pipelines.evaluate import both_methods, score_volume
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
+from emseg_lite.runtime.post.labels import LabelSpec
 from emseg_lite.train import qat
 from emseg_lite.train.keras2 import keras, tf
 from emseg_lite.train.predict import predict_slice

@@ -13,10 +13,10 @@ from typing import Iterable
 
 import numpy as np
 
-from emseg_lite.runtime.card import Normalization
-from emseg_lite.runtime.datasets import LabeledVolume
-from emseg_lite.runtime.intensity import intensity_range, normalize
-from emseg_lite.runtime.tiling import gather, reflect_indices, Tile
+from emseg_lite.runtime.core.card import Normalization
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
+from emseg_lite.runtime.engine.tiling import Tile, gather, reflect_indices
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume
 from emseg_lite.train.keras2 import keras, tf
 
 VARIANTS = ("float32", "float16", "int8", "int8-ptq")

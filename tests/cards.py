@@ -1,8 +1,19 @@
 """A complete, valid model card for tests that need one without training."""
 from __future__ import annotations
 
-from emseg_lite.runtime.card import (Architecture, Evaluation, MaskPolarity, ModelCard, ModelFile, Normalization,
-                                     PostProcessing, Scores, TensorSpec, Tiling, Training)
+from emseg_lite.runtime.core.card import (
+    Architecture,
+    Evaluation,
+    MaskPolarity,
+    ModelCard,
+    ModelFile,
+    Normalization,
+    PostProcessing,
+    Scores,
+    TensorSpec,
+    Tiling,
+    Training,
+)
 
 
 def example_card(**changes) -> ModelCard:

@@ -13,7 +13,7 @@
 # kernels round differently on ARM and x86). LITERT=1.2.0 pins a LiteRT release.
 #
 # Root only (debootstrap, chroot, binfmt_misc). Slow: everything in the chroot is emulated;
-# the README records how long it took. Not part of `make test`. Re-runs reuse the root file
+# docs/platforms.md records how long it took. Not part of `make test`. Re-runs reuse the root file
 # system in $AARCH64_ROOT (delete it to start over); the venv there is made anew each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg_lite.runtime import registry
-from emseg_lite.runtime.card import ModelCard, card_path_for
-from emseg_lite.runtime.io import read_slices
+from emseg_lite.runtime.core.card import ModelCard, card_path_for
+from emseg_lite.runtime.engine import registry
+from emseg_lite.runtime.formats.reader import read_slices
 
 V_TOLERANCE = 1e-3
 ARCHES = ("x86_64", "aarch64")

@@ -13,16 +13,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from emseg_lite.runtime.io import read_slices
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 CHILD = textwrap.dedent("""
     import ctypes, sys
     import numpy as np
-    from emseg_lite.runtime.amx import (forgo_amx, _xcomp, _ARCH_GET_XCOMP_SUPP, _ARCH_REQ_XCOMP_PERM,
-                                        _SYS_ARCH_PRCTL, _XFEATURE_XTILEDATA)
-    from emseg_lite.runtime.io import read_slices
-    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.runtime.engine.amx import (forgo_amx, _xcomp, _ARCH_GET_XCOMP_SUPP, _ARCH_REQ_XCOMP_PERM, _SYS_ARCH_PRCTL, _XFEATURE_XTILEDATA)
+    from emseg_lite.runtime.formats.reader import read_slices
+    from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
     state = forgo_amx()
     assert forgo_amx() is state, "a second call must change nothing"
@@ -53,7 +52,7 @@ def test_amx_refused_and_int8_results_unchanged(test_slice, tmp_path):
                                                ("linux", "armv7l")])
 def test_amx_guard_is_a_no_op_where_amx_cannot_exist(platform, machine, monkeypatch):
     # Nothing may be loaded or filtered: the guard must answer before touching libc or seccomp.
-    from emseg_lite.runtime import amx
+    from emseg_lite.runtime.engine import amx
 
     monkeypatch.setattr(amx.sys, "platform", platform)
     monkeypatch.setattr(amx.os, "uname", lambda: os.uname_result(("Linux", "board", "6.1", "#1", machine)),

@@ -1,8 +1,8 @@
 """Augmentation keeps image and label aligned, covers the dihedral group, and is seeded."""
 import numpy as np
 
-from emseg_lite.runtime.card import Normalization
-from emseg_lite.runtime.datasets import load_labeled, locate
+from emseg_lite.runtime.core.card import Normalization
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
 from emseg_lite.train import augment
 from emseg_lite.train.config import AugmentConfig
 from emseg_lite.train.data import normalized

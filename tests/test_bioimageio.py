@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, missing
-from emseg_lite.runtime.card import ModelCard
-from emseg_lite.runtime.io import read_slices
+
+from emseg_lite.runtime.core.card import ModelCard
+from emseg_lite.runtime.formats.reader import read_slices
 
 BIOIMAGEIO_VENV = REPO / os.environ.get("EMSEG_BIOIMAGEIO_VENV", ".venv-bioimageio")
 WEIGHT_FORMATS = ("onnx", "tensorflow_saved_model_bundle")

@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emseg_lite.runtime import blocks
-from emseg_lite.runtime.blocks import Block, BlockPlan, Region, pieces, plan_section
-from emseg_lite.runtime.blockwise import finish_block, infer_block, plan_for, prepare_page
-from emseg_lite.runtime.datasets import load_labeled, locate
-from emseg_lite.runtime.io import ArraySection, read_slices
-from emseg_lite.runtime.metrics import rand_and_info
-from emseg_lite.runtime.postprocess import membrane_mask
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.core.geometry import Block, Region
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.formats.section import ArraySection
+from emseg_lite.runtime.pipelines import blocks
+from emseg_lite.runtime.pipelines.blocks import BlockPlan, pieces, plan_section
+from emseg_lite.runtime.pipelines.blockwise import finish_block, infer_block, plan_for, prepare_page
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
+from emseg_lite.runtime.post.metrics import rand_and_info
+from emseg_lite.runtime.post.postprocess import membrane_mask
 
 MIN_AGREEMENT = 0.999
 MAX_V_RAND_CHANGE = 0.001

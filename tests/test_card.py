@@ -1,10 +1,10 @@
 import json
 
 import pytest
-
-from emseg_lite.runtime.card import SCHEMA_VERSION, ModelCard
-from emseg_lite.runtime.errors import ModelError
 from cards import example_card
+
+from emseg_lite.runtime.core.card import SCHEMA_VERSION, ModelCard
+from emseg_lite.runtime.core.errors import ModelError
 
 
 def test_card_round_trips_through_json(tmp_path):

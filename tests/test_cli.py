@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime import registry
+from emseg_lite.runtime.engine import registry
 
 CLI = str(Path(sys.executable).parent / "emseg-lite")
 
@@ -267,10 +267,11 @@ def test_evaluate_instance_labels_under_either_metric(data_root):
 
 
 def test_cli_choices_are_the_libraries():
-    from emseg_lite.runtime import cli, labels, metrics
+    from emseg_lite.runtime.cli import common
+    from emseg_lite.runtime.post import labels, metrics
 
-    assert tuple(kind.value for kind in cli.LabelKind) == labels.KINDS
-    assert tuple(metric.value for metric in cli.Metric) == metrics.METRICS
+    assert tuple(kind.value for kind in common.LabelKind) == labels.KINDS
+    assert tuple(metric.value for metric in common.Metric) == metrics.METRICS
 
 
 def test_help_loads_neither_model_nor_interpreter():
@@ -283,7 +284,7 @@ def test_help_loads_neither_model_nor_interpreter():
 
 
 def test_segmenting_never_imports_tensorflow(test_slice, tmp_path):
-    code = ("import sys\nfrom emseg_lite.runtime import Segmenter\nfrom emseg_lite.runtime.io import read_slices\n"
+    code = ("import sys\nfrom emseg_lite.runtime import Segmenter\nfrom emseg_lite.runtime.formats.reader import read_slices\n"
             f"mask = Segmenter.load().segment(read_slices({str(test_slice)!r}).pages[0])\n"
             "print('TF', [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')], mask.shape)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -316,9 +317,10 @@ def test_big_section_block_by_block_equals_the_python_api(mosaic_tiff, tmp_path)
 
 
 def test_section_too_big_for_png_becomes_a_tiled_tiff(mosaic_tiff, tmp_path):
-    from emseg_lite.runtime import Segmenter, sinks
-    from emseg_lite.runtime.blocks import Region
-    from emseg_lite.runtime.intensity import intensity_range
+    from emseg_lite.runtime import Segmenter
+    from emseg_lite.runtime.core.geometry import Region
+    from emseg_lite.runtime.engine.intensity import intensity_range
+    from emseg_lite.runtime.formats import sinks
 
     path, mosaic = mosaic_tiff
     section = np.pad(np.block([[mosaic, mosaic.T], [mosaic[::-1], mosaic[:, ::-1]]]), ((0, 256), (0, 128)), "reflect")
@@ -376,13 +378,14 @@ def test_a_failed_file_leaves_none_of_its_outputs(test_slice, tmp_path):
 
 
 def test_a_file_gone_between_listing_and_reading(isbi, tmp_path):
-    from emseg_lite.runtime import Segmenter, batch
+    from emseg_lite.runtime import Segmenter
+    from emseg_lite.runtime.pipelines import batch, outputs
 
     for i in range(3):
         shutil.copy(isbi / "test" / f"{i}.png", tmp_path / f"{i}.png")
-    files, _ = batch.expand_inputs([str(tmp_path)])
+    files, _ = outputs.expand_inputs([str(tmp_path)])
     (tmp_path / "1.png").unlink()
-    batch.check_out_dir(tmp_path / "out")
+    outputs.check_out_dir(tmp_path / "out")
     events = list(batch.run(Segmenter.load(), files, batch.Options(out_dir=tmp_path / "out")))
     failed = [e for e in events if isinstance(e, batch.FileFailed)]
     assert len(failed) == 1 and "1.png: no such file" in str(failed[0].error)

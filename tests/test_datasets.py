@@ -6,8 +6,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime.datasets import load_labeled, locate, parse_sections
-from emseg_lite.runtime.errors import InputError
+from emseg_lite.runtime.core.errors import InputError
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate, parse_sections
 
 
 def test_loads_isbi_folder_pair_in_numeric_order(isbi):

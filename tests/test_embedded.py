@@ -3,10 +3,10 @@ validation figures its card recorded at export. `make check-litert-min` runs thi
 oldest ai-edge-litert that pyproject.toml allows."""
 import pytest
 
-from emseg_lite.runtime import registry
-from emseg_lite.runtime.datasets import load_labeled, locate
-from emseg_lite.runtime.evaluate import evaluate_volume
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.engine import registry
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
+from emseg_lite.runtime.pipelines.evaluate import evaluate_volume
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 V_RAND_TOLERANCE = 1e-3
 """Other LiteRT releases and CPUs round differently (float sums in another order); more than

@@ -18,16 +18,16 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from conftest import REPO
 from PIL import Image
 from typer.testing import CliRunner
 
 from benchmarks import neuroproof
-from conftest import REPO
-from emseg_lite.runtime.card import ModelCard
-from emseg_lite.runtime.datasets import load_labeled
-from emseg_lite.runtime.files import file_sha256
-from emseg_lite.runtime.io import open_section
-from emseg_lite.runtime.registry import EMBEDDED_DIR
+from emseg_lite.runtime.core.card import ModelCard
+from emseg_lite.runtime.core.files import file_sha256
+from emseg_lite.runtime.engine.registry import EMBEDDED_DIR
+from emseg_lite.runtime.formats.reader import open_section
+from emseg_lite.runtime.pipelines.datasets import load_labeled
 
 SECTIONS = "0,12,24,36,48"
 
@@ -68,8 +68,8 @@ def test_shipped_float_model_is_the_one_the_embedded_float32_model_came_from(isb
     """The Keras weights reproduce the embedded float32 TFLite model on a held-out ISBI section."""
     import math
 
-    from emseg_lite.runtime.datasets import locate
-    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.runtime.pipelines.datasets import locate
+    from emseg_lite.runtime.pipelines.segmenter import Segmenter
     from emseg_lite.train.keras2 import keras
     from emseg_lite.train.predict import predict_slice
 

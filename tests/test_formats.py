@@ -9,9 +9,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime import batch, io
-from emseg_lite.runtime.blocks import Region
-from emseg_lite.runtime.errors import InputError
+from emseg_lite.runtime.core.errors import InputError
+from emseg_lite.runtime.core.geometry import Region
+from emseg_lite.runtime.formats import reader
+from emseg_lite.runtime.pipelines import outputs
 
 CLI = str(Path(sys.executable).parent / "emseg-lite")
 REGION = Region(100, 37, 900, 1001)
@@ -29,8 +30,8 @@ def test_mrc_stack_reads_by_region_with_its_voxel_size(tmp_path, pages, dtype):
     with mrcfile.new(path) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = 46.0  # Å, as SerialEM writes it
-    assert batch.count_pixels(path) == 3 * 1024 * 1024  # from the header: the progress bar's total
-    with io.open_section(path) as section:
+    assert outputs.count_pixels(path) == 3 * 1024 * 1024  # from the header: the progress bar's total
+    with reader.open_section(path) as section:
         assert (section.pages, section.height, section.width) == (3, 1024, 1024)
         assert section.dtype == np.dtype(dtype) and section.pixel_size_nm == pytest.approx(4.6)
         for page in range(3):
@@ -55,7 +56,7 @@ def test_tiffs_as_pillow_and_microscopes_compress_them(tmp_path, pages, compress
     path = tmp_path / f"{compression}.tif"
     Image.fromarray(pages[0]).save(path, compression=compression)
     expected = np.asarray(Image.open(path))
-    np.testing.assert_array_equal(io.read_slices(path).pages[0], expected)
+    np.testing.assert_array_equal(reader.read_slices(path).pages[0], expected)
     if compression != "jpeg":
         np.testing.assert_array_equal(expected, pages[0])
 
@@ -63,17 +64,17 @@ def test_tiffs_as_pillow_and_microscopes_compress_them(tmp_path, pages, compress
 def test_zstd_tiles_read_by_region(tmp_path, pages):
     path = tmp_path / "zstd.tif"
     tifffile.imwrite(path, pages, tile=(256, 256), compression="zstd", photometric="minisblack")
-    with io.open_section(path) as section:
+    with reader.open_section(path) as section:
         np.testing.assert_array_equal(section.read(2, REGION), pages[2][REGION.slices])
 
 
 _WITHOUT_IMAGECODECS = """
 import sys
 sys.modules["imagecodecs"] = None
-from emseg_lite.runtime import io
-from emseg_lite.runtime.errors import InputError
+from emseg_lite.runtime.formats import reader
+from emseg_lite.runtime.core.errors import InputError
 try:
-    print(io.read_slices(sys.argv[1]).pages.sum())
+    print(reader.read_slices(sys.argv[1]).pages.sum())
 except InputError as exc:
     print("InputError", exc)
 """
@@ -101,7 +102,7 @@ def test_pixel_sizes_from_imagej_and_ome_tiff(tmp_path, pages):
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, pages[0], resolution=(72, 72))
     for path, size in ((imagej, 4.6), (ome, 4.6), (plain, None)):
-        with io.open_section(path) as section:
+        with reader.open_section(path) as section:
             assert section.pixel_size_nm == (pytest.approx(size) if size else None), path.name
 
 
@@ -117,7 +118,7 @@ def test_png_mask_of_a_sized_slice_carries_it(tmp_path, pages):
 def test_a_file_changed_while_being_read_is_one_error(tmp_path, pages):
     path = tmp_path / "live.tif"
     tifffile.imwrite(path, pages, photometric="minisblack")
-    with io.open_section(path) as section:
+    with reader.open_section(path) as section:
         section.read(0, REGION)
         with open(path, "r+b") as fh:
             fh.truncate(4096)
@@ -129,7 +130,7 @@ def test_an_input_at_another_scale_is_said_once(tmp_path, pages):
     import json
     import shutil
 
-    from emseg_lite.runtime import registry
+    from emseg_lite.runtime.engine import registry
 
     model = tmp_path / "m.tflite"
     shutil.copy(registry.embedded_models()["int8"], model)

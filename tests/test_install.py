@@ -3,9 +3,8 @@ import subprocess
 import sys
 
 import numpy as np
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 
 def test_fresh_base_install_segments_without_tensorflow(tmp_path, test_slice):
@@ -27,7 +26,7 @@ def test_fresh_base_install_segments_without_tensorflow(tmp_path, test_slice):
     mask = np.array(Image.open(tmp_path / "0_mask.png"))
     assert mask.shape == (512, 512) and set(np.unique(mask)) == {0, 255}
 
-    code = ("import sys\nfrom emseg_lite.runtime import Segmenter\nfrom emseg_lite.runtime.io import read_slices\n"
+    code = ("import sys\nfrom emseg_lite.runtime import Segmenter\nfrom emseg_lite.runtime.formats.reader import read_slices\n"
             f"Segmenter.load().segment(read_slices({str(test_slice)!r}).pages[0])\n"
             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]\n"
             "print('no tensorflow')")

@@ -1,18 +1,18 @@
 """Reading every supported image flavour, and refusing every broken one with one line."""
-import zlib
 import struct
+import zlib
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime import io
-from emseg_lite.runtime.errors import InputError
+from emseg_lite.runtime.core.errors import InputError
+from emseg_lite.runtime.formats import reader
 
 
 def test_reads_real_isbi_png(test_slice):
-    slices = io.read_slices(test_slice)
+    slices = reader.read_slices(test_slice)
     assert slices.pages.shape == (1, 512, 512) and slices.pages.dtype == np.uint8
     assert not slices.is_stack and slices.notes == []
     assert 50 < slices.pages.mean() < 200
@@ -21,7 +21,7 @@ def test_reads_real_isbi_png(test_slice):
 def test_reads_big_endian_imagej_tiff(vnc_tiff):
     with tifffile.TiffFile(vnc_tiff) as tif:
         assert tif.byteorder == ">" and tif.is_imagej
-    slices = io.read_slices(vnc_tiff)
+    slices = reader.read_slices(vnc_tiff)
     assert slices.pages.shape == (1, 1024, 1024) and slices.pages.dtype == np.uint8
     assert 50 < slices.pages.mean() < 200
 
@@ -32,7 +32,7 @@ def test_reads_16bit_stacks_in_both_byte_orders(vnc_tiff, tmp_path):
     for order in "<>":
         path = tmp_path / f"stack{order == '>'}.tif"
         tifffile.imwrite(path, stack, byteorder=order, imagej=True, metadata={"axes": "ZYX"})
-        slices = io.read_slices(path)
+        slices = reader.read_slices(path)
         assert slices.is_stack and slices.pages.dtype == np.uint16
         np.testing.assert_array_equal(slices.pages, stack)
 
@@ -40,10 +40,10 @@ def test_reads_16bit_stacks_in_both_byte_orders(vnc_tiff, tmp_path):
 def test_reads_16bit_png_and_float_tiff(tmp_path):
     data16 = (np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)
     Image.fromarray(data16).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(io.read_slices(tmp_path / "a.png").pages[0], data16)
+    np.testing.assert_array_equal(reader.read_slices(tmp_path / "a.png").pages[0], data16)
     data32 = np.linspace(-1, 1, 30 * 40, dtype=np.float32).reshape(30, 40)
     tifffile.imwrite(tmp_path / "f.tif", data32)
-    np.testing.assert_array_equal(io.read_slices(tmp_path / "f.tif").pages[0], data32)
+    np.testing.assert_array_equal(reader.read_slices(tmp_path / "f.tif").pages[0], data32)
 
 
 def test_rgb_becomes_gray_with_a_note(tmp_path):
@@ -52,7 +52,7 @@ def test_rgb_becomes_gray_with_a_note(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "c.png")
     Image.fromarray(rgb).save(tmp_path / "c.jpg", quality=100)
     for name in ("c.png", "c.jpg"):
-        slices = io.read_slices(tmp_path / name)
+        slices = reader.read_slices(tmp_path / name)
         assert slices.pages.shape == (1, 8, 9)
         assert abs(int(slices.pages[0, 0, 0]) - round(0.587 * 200)) <= 2
         assert slices.notes == ["RGB converted to gray"]
@@ -96,12 +96,12 @@ def _broken_inputs(tmp_path, test_slice, vnc_tiff):
 def test_broken_input_is_one_line_naming_the_file(case, tmp_path, test_slice, vnc_tiff):
     path, problem = _broken_inputs(tmp_path, test_slice, vnc_tiff)[case]
     with pytest.raises(InputError) as info:
-        io.read_slices(path)
+        reader.read_slices(path)
     message = str(info.value)
     assert message.startswith(str(path)) and problem in message and "\n" not in message
 
 
 def test_pixel_limit_can_be_raised(test_slice):
     with pytest.raises(InputError, match="--max-pixels"):
-        io.read_slices(test_slice, max_pixels=512 * 511)
-    assert io.read_slices(test_slice, max_pixels=512 * 512).pages.shape == (1, 512, 512)
+        reader.read_slices(test_slice, max_pixels=512 * 511)
+    assert reader.read_slices(test_slice, max_pixels=512 * 512).pages.shape == (1, 512, 512)

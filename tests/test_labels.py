@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from emseg_lite.runtime import labels
-from emseg_lite.runtime.datasets import load_labeled
-from emseg_lite.runtime.errors import InputError
-from emseg_lite.runtime.labels import LabelSpec
+from emseg_lite.runtime.core.errors import InputError
+from emseg_lite.runtime.pipelines.datasets import load_labeled
+from emseg_lite.runtime.post import labels
+from emseg_lite.runtime.post.labels import LabelSpec
 
 IDS = np.array([
     [1, 1, 0, 2, 2],

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from emseg_lite.runtime import metrics
+from emseg_lite.runtime.post import metrics
 
 
 def membrane_from(rows: list[str]) -> np.ndarray:

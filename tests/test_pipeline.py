@@ -13,12 +13,12 @@ import shutil
 import numpy as np
 import pytest
 
-from emseg_lite.runtime.backend import backend
-from emseg_lite.runtime.card import ModelCard
-from emseg_lite.runtime.datasets import load_labeled, locate
-from emseg_lite.runtime.errors import ModelError
-from emseg_lite.runtime.io import read_slices
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.core.card import ModelCard
+from emseg_lite.runtime.core.errors import ModelError
+from emseg_lite.runtime.engine.backend import backend
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 from emseg_lite.train.config import TrainConfig
 
 VARIANTS = ("float32", "float16", "int8", "int8-ptq")

@@ -1,10 +1,10 @@
 """Post-processing: thresholding, and a watershed that closes 1-pixel borders on the ridge."""
 import numpy as np
 
-from emseg_lite.runtime.card import PostProcessing
-from emseg_lite.runtime.metrics import regions
-from emseg_lite.runtime.postprocess import membrane_mask
-from emseg_lite.runtime.regions import label_borders
+from emseg_lite.runtime.core.card import PostProcessing
+from emseg_lite.runtime.post.metrics import regions
+from emseg_lite.runtime.post.postprocess import membrane_mask
+from emseg_lite.runtime.post.regions import label_borders
 
 SHARP = PostProcessing(method="watershed", seed_threshold=0.05, min_seed_area=1, smoothing_sigma=0.0, levels=4)
 

@@ -3,11 +3,11 @@ and the compiled ones against the numpy ones."""
 
 import numpy as np
 import pytest
+from conftest import missing
 from scipy import ndimage as ndi
 
-from conftest import missing
-from emseg_lite.runtime import regions
-from emseg_lite.runtime.regions import fill_nearest, gaussian_blur, label
+from emseg_lite.runtime.post import regions
+from emseg_lite.runtime.post.regions import fill_nearest, gaussian_blur, label
 
 FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 
@@ -86,7 +86,7 @@ def test_gaussian_blur_matches_scipy(sigma):
 # The compiled kernels (runtime/_regions.c) must give exactly what the numpy versions give.
 
 def compiled():
-    from emseg_lite.runtime import native
+    from emseg_lite.runtime.post import native
 
     if not native.available():
         missing("compiled region operations not built (no C compiler at install?)")
@@ -119,9 +119,9 @@ def test_compiled_operations_equal_numpy_on_random_images():
 
 
 def test_compiled_watershed_equals_numpy_on_real_maps(vnc_tiff):
-    from emseg_lite.runtime.io import read_slices
-    from emseg_lite.runtime.postprocess import watershed_boundaries
-    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.runtime.formats.reader import read_slices
+    from emseg_lite.runtime.pipelines.segmenter import Segmenter
+    from emseg_lite.runtime.post.postprocess import watershed_boundaries
 
     native = compiled()
     segmenter = Segmenter.load("int8", threads=2)

@@ -9,11 +9,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime.blocks import Region
-from emseg_lite.runtime.card import PostProcessing
-from emseg_lite.runtime.datasets import load_labeled, locate
-from emseg_lite.runtime.resample import Axis, Resampling
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.core.card import PostProcessing
+from emseg_lite.runtime.core.geometry import Region
+from emseg_lite.runtime.engine.resample import Axis, Resampling
+from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 CLI = str(Path(sys.executable).parent / "emseg-lite")
 
@@ -124,7 +124,7 @@ def test_resampling_an_input_of_unknown_pixel_size_is_refused_and_writes_nothing
 def test_isbi_sections_made_coarser_score_better_resampled_to_the_models_pixel_size(tmp_path, isbi):
     """ISBI's held-out sections 25-29 at 8 nm (2 x 2 averaged; membrane where half the
     pixels were): on their own grid the membranes are half as thick as the model learnt
-    them. Measured (README): V_rand 0.902 as they are, 0.935 resampled to the card's 4 nm."""
+    them. Measured (docs/pixel-size.md): V_rand 0.902 as they are, 0.935 resampled to the card's 4 nm."""
     import json
 
     volume = load_labeled(*locate(isbi)).select([25, 26, 27, 28, 29])
@@ -172,7 +172,7 @@ def test_a_model_without_a_pixel_size_cannot_resample(tmp_path, isbi_slice):
     import json
     import shutil
 
-    from emseg_lite.runtime import registry
+    from emseg_lite.runtime.engine import registry
 
     model = tmp_path / "m.tflite"
     shutil.copy(registry.embedded_models()["int8"], model)

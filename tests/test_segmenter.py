@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from emseg_lite.runtime.io import read_slices
-from emseg_lite.runtime.segmenter import Segmenter
+from emseg_lite.runtime.formats.reader import read_slices
+from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
 
 @pytest.mark.parametrize("variant", ["int8", "float32"])

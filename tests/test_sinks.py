@@ -6,9 +6,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from emseg_lite.runtime import sinks
-from emseg_lite.runtime.blocks import BlockPlan
-from emseg_lite.runtime.errors import OutputError
+from emseg_lite.runtime.core.errors import OutputError
+from emseg_lite.runtime.formats import sinks
+from emseg_lite.runtime.pipelines.blocks import BlockPlan
 
 
 def write_blocks(sink, data, block=176):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from emseg_lite.runtime.tiling import TileGrid, gather, reflect_indices
+from emseg_lite.runtime.engine.tiling import TileGrid, gather, reflect_indices
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 50])

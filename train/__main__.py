@@ -34,9 +34,10 @@ def main(
 ) -> None:
     """Train, fine-tune with QAT, and write a run directory that export needs nothing else for."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from emseg_lite.runtime.errors import EmsegError
+    from emseg_lite.runtime.core.errors import EmsegError
 
-    from .config import PRESETS, TrainConfig, quick as quick_config
+    from .config import PRESETS, TrainConfig
+    from .config import quick as quick_config
     from .fit import train
 
     data = data or (Path(os.environ["EMSEG_DATA"]) if os.environ.get("EMSEG_DATA") else None)

@@ -28,7 +28,7 @@ contrast, brightness, gamma, noise), 96-px crops (a 100-px section fits),
 batch norm frozen at the shipped statistics, instance boundaries drawn 3 px
 wide, and 0.5 px smoothing added to the post-processing grid. One seed per
 variant: a 1-px target or trainable batch norm scored 0.004-0.008 lower in
-V_rand there, a difference of the order of seed noise (README).
+V_rand there, a difference of the order of seed noise (docs/finetune-recipe.md).
 """
 from __future__ import annotations
 
@@ -39,13 +39,22 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emseg_lite.runtime.card import (Comparison, LabelSource, ModelCard, ModelFile, PostProcessing, Scores,
-                                     TensorSpec, Tiling, Training)
-from emseg_lite.runtime.datasets import LabeledVolume, load_labeled
-from emseg_lite.runtime.errors import InputError
-from emseg_lite.runtime.evaluate import both_methods, score_volume
-from emseg_lite.runtime.files import file_sha256
-from emseg_lite.runtime.labels import LabelSpec
+from emseg_lite.runtime.core.card import (
+    Comparison,
+    LabelSource,
+    ModelCard,
+    ModelFile,
+    PostProcessing,
+    Scores,
+    TensorSpec,
+    Tiling,
+    Training,
+)
+from emseg_lite.runtime.core.errors import InputError
+from emseg_lite.runtime.core.files import file_sha256
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume, load_labeled
+from emseg_lite.runtime.pipelines.evaluate import both_methods, score_volume
+from emseg_lite.runtime.post.labels import LabelSpec
 
 from . import losses, qat
 from .base import Base, load_base
@@ -205,7 +214,7 @@ def _save_without_optimizer(model: keras.Model, path: Path) -> None:
 
 def zero_shot_scores(base: Base, val: LabeledVolume) -> Scores:
     """The base int8 model on the held-out sections, with its best post-processing from the same grid."""
-    from emseg_lite.runtime.segmenter import Segmenter
+    from emseg_lite.runtime.pipelines.segmenter import Segmenter
 
     segmenter = Segmenter.load(base.int8_path, threads=None)
     maps = [segmenter.probabilities(image) for image in val.images]

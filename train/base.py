@@ -15,9 +15,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from emseg_lite.runtime.card import ModelCard, card_path_for
-from emseg_lite.runtime.errors import ModelError
-from emseg_lite.runtime.registry import EMBEDDED_DIR
+from emseg_lite.runtime.core.card import ModelCard, card_path_for
+from emseg_lite.runtime.core.errors import ModelError
+from emseg_lite.runtime.engine.registry import EMBEDDED_DIR
 
 from .keras2 import keras
 

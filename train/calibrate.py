@@ -19,10 +19,10 @@ import logging
 
 import numpy as np
 
-from emseg_lite.runtime.card import Normalization, PostProcessing
-from emseg_lite.runtime.datasets import LabeledVolume
-from emseg_lite.runtime.evaluate import score_volume
-from emseg_lite.runtime.tiling import TileGrid
+from emseg_lite.runtime.core.card import Normalization, PostProcessing
+from emseg_lite.runtime.engine.tiling import TileGrid
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume
+from emseg_lite.runtime.pipelines.evaluate import score_volume
 
 from .keras2 import keras
 from .predict import predict_slice, predict_tiled

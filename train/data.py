@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emseg_lite.runtime.card import Normalization
-from emseg_lite.runtime.datasets import LabeledVolume, load_labeled, locate
-from emseg_lite.runtime.intensity import intensity_range, normalize
+from emseg_lite.runtime.core.card import Normalization
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume, load_labeled, locate
 
 from . import augment
 from .config import TrainConfig

@@ -41,8 +41,8 @@ def main(
 ) -> None:
     """Fine-tune, QAT, calibrate and compare with the zero-shot model; write a run directory for export."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from emseg_lite.runtime.datasets import parse_sections
-    from emseg_lite.runtime.errors import EmsegError
+    from emseg_lite.runtime.core.errors import EmsegError
+    from emseg_lite.runtime.pipelines.datasets import parse_sections
 
     from .adapt import finetune
     from .config import FineTuneConfig, quick_finetune
@@ -79,9 +79,8 @@ def main(
 
 def _pixel_size_nm(images: Path) -> float | None:
     """What the first image file says of its pixel size (ImageJ, OME-TIFF, MRC), if anything."""
-    from emseg_lite.runtime.datasets import image_files
-    from emseg_lite.runtime.errors import EmsegError
-    from emseg_lite.runtime.io import open_section
+    from emseg_lite.runtime.core.errors import EmsegError
+    from emseg_lite.runtime.formats.reader import image_files, open_section
 
     try:
         first = image_files(images)[0] if images.is_dir() else images

@@ -23,10 +23,19 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emseg_lite.runtime.card import (Architecture, MaskPolarity, ModelCard, ModelFile, Normalization,
-                                     PostProcessing, TensorSpec, Tiling, Training)
-from emseg_lite.runtime.evaluate import both_methods, score_volume
-from emseg_lite.runtime.files import file_sha256
+from emseg_lite.runtime.core.card import (
+    Architecture,
+    MaskPolarity,
+    ModelCard,
+    ModelFile,
+    Normalization,
+    PostProcessing,
+    TensorSpec,
+    Tiling,
+    Training,
+)
+from emseg_lite.runtime.core.files import file_sha256
+from emseg_lite.runtime.pipelines.evaluate import both_methods, score_volume
 
 from . import losses, qat
 from .calibrate import HALO_TOLERANCE, choose_postprocessing, effective_halo

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from emseg_lite.runtime.card import Normalization
-from emseg_lite.runtime.intensity import intensity_range, normalize
-from emseg_lite.runtime.tiling import TileGrid, gather
+from emseg_lite.runtime.core.card import Normalization
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
+from emseg_lite.runtime.engine.tiling import TileGrid, gather
 
 from .keras2 import keras
 

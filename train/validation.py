@@ -13,9 +13,9 @@ import logging
 import time
 from pathlib import Path
 
-from emseg_lite.runtime.card import Normalization, PostProcessing
-from emseg_lite.runtime.datasets import LabeledVolume
-from emseg_lite.runtime.evaluate import Report, both_methods, score_volume
+from emseg_lite.runtime.core.card import Normalization, PostProcessing
+from emseg_lite.runtime.pipelines.datasets import LabeledVolume
+from emseg_lite.runtime.pipelines.evaluate import Report, both_methods, score_volume
 
 from .keras2 import keras
 from .predict import predict_slice

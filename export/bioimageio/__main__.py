@@ -27,7 +27,7 @@ def main(
 ) -> None:
     """Write NAME.bioimageio.zip: ONNX + SavedModel weights, test tensors, cover, README, rdf."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from emseg_lite.runtime.errors import EmsegError
+    from emseg_lite.runtime.core.errors import EmsegError
 
     from ..build import GateFailure
     from .package import build_package

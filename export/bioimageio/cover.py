@@ -6,8 +6,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from emseg_lite.runtime.card import MaskPolarity, Normalization
-from emseg_lite.runtime.intensity import intensity_range, normalize
+from emseg_lite.runtime.core.card import MaskPolarity, Normalization
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
 
 
 def cover_png(image: np.ndarray, membrane: np.ndarray, spec: Normalization, polarity: MaskPolarity) -> bytes:

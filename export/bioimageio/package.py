@@ -35,12 +35,12 @@ import tf2onnx
 import tifffile
 import yaml
 
-from emseg_lite.runtime.card import ModelCard, ModelFile, TensorSpec, card_path_for
-from emseg_lite.runtime.errors import ModelError
-from emseg_lite.runtime.evaluate import both_methods, score_volume
-from emseg_lite.runtime.files import atomic_output, atomic_write_bytes, file_sha256
-from emseg_lite.runtime.intensity import intensity_range, normalize
-from emseg_lite.runtime.postprocess import membrane_mask
+from emseg_lite.runtime.core.card import ModelCard, ModelFile, TensorSpec, card_path_for
+from emseg_lite.runtime.core.errors import ModelError
+from emseg_lite.runtime.core.files import atomic_output, atomic_write_bytes, file_sha256
+from emseg_lite.runtime.engine.intensity import intensity_range, normalize
+from emseg_lite.runtime.pipelines.evaluate import both_methods, score_volume
+from emseg_lite.runtime.post.postprocess import membrane_mask
 from emseg_lite.train.keras2 import keras, tf
 from emseg_lite.train.predict import predict_slice
 

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from emseg_lite.runtime.card import ModelCard
+from emseg_lite.runtime.core.card import ModelCard
 
 from .weights import INPUT, OPSET, OUTPUT
 

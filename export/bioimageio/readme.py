@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emseg_lite.runtime.card import Evaluation, ModelCard
+from emseg_lite.runtime.core.card import Evaluation, ModelCard
 
 from .rdf import CITATIONS, min_size
 

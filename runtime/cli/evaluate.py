@@ -1,0 +1,75 @@
+"""``emseg-lite evaluate``: the model's figures against membrane masks or instance labels.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    LabelKind,
+    Metric,
+    ModelOption,
+    PixelSizeOption,
+    ResampleOption,
+    ThreadsOption,
+    app,
+    fail,
+    load,
+)
+
+
+@app.command()
+def evaluate(
+    images: Annotated[Path, typer.Option(help="Folder of raw sections, or a multi-page TIFF.")],
+    labels: Annotated[Path, typer.Option(help="Matching folder of labels, or a label TIFF stack.")],
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    sections: Annotated[Optional[str], typer.Option(help="Sections to score, e.g. '25-29' (default: all).")] = None,
+    label_kind: Annotated[LabelKind, typer.Option(
+        help="auto, membrane (binary mask) or instances (neuron ids, 0 = boundary).")] = LabelKind.auto,
+    membrane_value: Annotated[int, typer.Option(help="Mask value that marks membrane (ISBI: 0).")] = 0,
+    metric: Annotated[Optional[Metric], typer.Option(
+        help="V_rand / V_info definition: isbi (border thinning) or adapted (SNEMI3D / CREMI). "
+             "Default: isbi for masks, adapted for instance ids.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
+) -> None:
+    """Pixel error, membrane Dice, V_rand and V_info per slice and on average, against membrane masks or
+    instance labels."""
+    from ..core.errors import EmsegError
+    from ..formats.pixelsize import ScaleCheck
+    from ..formats.reader import image_files, open_section
+    from ..pipelines.datasets import load_labeled, parse_sections
+    from ..pipelines.evaluate import evaluate_volume
+    from ..post.labels import LabelSpec
+
+    try:
+        volume = load_labeled(images, labels, spec=LabelSpec(label_kind.value, membrane_value))
+        if sections:
+            chosen = parse_sections(sections)
+            if max(chosen) >= len(volume.names):
+                raise ValueError(f"section {max(chosen)} does not exist ({len(volume.names)} sections)")
+            volume = volume.select(chosen)
+    except (EmsegError, ValueError) as exc:
+        raise fail(exc) from None
+    segmenter = load(model, threads)
+    try:
+        with open_section(images if images.is_file() else image_files(images)[0]) as first:
+            scale = ScaleCheck(segmenter.card.training.pixel_size_nm, resample, pixel_size_nm).check(first)
+    except EmsegError as exc:
+        raise fail(exc) from None
+    report = evaluate_volume(lambda image: segmenter.probabilities(image, scale=scale), volume,
+                             segmenter.card.postprocessing, metric.value if metric else None)
+    if as_json:
+        typer.echo(json.dumps({"model": str(segmenter.net.path), "variant": segmenter.card.variant, **report.to_dict()}, indent=2))
+        return
+    typer.echo(f"{volume.kind} labels, {report.metric} V_rand / V_info")
+    width = max(16, *(len(name) + 2 for name in report.names))
+    typer.echo(f"{'slice':<{width}}{'post':<11}{'pixel err':>10}{'Dice':>8}{'V_rand':>9}{'V_info':>9}")
+    for method, rows in report.per_slice.items():
+        for name, s in [*zip(report.names, rows), ("mean", report.mean(method))]:
+            typer.echo(f"{name:<{width}}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")

@@ -1,0 +1,121 @@
+"""``emseg-lite volume``: a volume on Dask into OME-Zarr, with progress and a throughput line.
+
+Needs the ``volume`` extra (dask.distributed, zarr), checked before any work.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    EXIT_NOTHING_DONE,
+    EXIT_SOME_FAILED,
+    ModelOption,
+    PixelSizeOption,
+    ResampleOption,
+    app,
+    error,
+    fail,
+)
+
+
+class ProbabilityType(str, Enum):
+    uint8 = "uint8"
+    float16 = "float16"
+
+
+@app.command()
+def volume(
+    input: Annotated[Path, typer.Argument(help="OME-Zarr image, zarr array, multi-page TIFF or folder of sections.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The OME-Zarr to write (e.g. seg.ome.zarr).")],
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Address of a running dask scheduler (tcp://...), e.g. from dask-jobqueue on SLURM.")] = None,
+    block: Annotated[Optional[int], typer.Option(
+        min=16, help="Block size in pixels (default: as segment: a whole section up to 4096 x 4096, else ~3000).")] = None,
+    model: ModelOption = None,
+    threads: Annotated[int, typer.Option(min=1, help="Interpreter threads per worker.")] = 1,
+    probabilities: Annotated[Optional[ProbabilityType], typer.Option(
+        help="Also store the membrane probability, as uint8 (0-255) or float16.")] = None,
+    resample: ResampleOption = False,
+    pixel_size_nm: PixelSizeOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run: only blocks not done.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+) -> None:
+    """Segment a volume section by section, block by block, on Dask; write OME-Zarr labels."""
+    try:
+        import distributed  # noqa: F401 -- the extra's packages, checked before any work
+        import zarr  # noqa: F401
+
+        from ..formats.volumes import open_volume
+        from ..pipelines import volume as engine
+    except ImportError as exc:
+        raise fail(f"emseg-lite volume needs the volume extra ({exc.name} is missing): "
+                    'pip install "emseg-lite[volume]"') from None
+    from ..core.card import ModelCard, card_path_for
+    from ..core.errors import EmsegError
+    from ..engine import registry
+    from ..formats.pixelsize import ScaleCheck
+    from ..pipelines.blockwise import plan_for
+
+    if scheduler and workers:
+        raise fail("--workers starts a local cluster; with --scheduler the cluster is already there")
+    try:
+        model_path = registry.resolve(model).resolve()
+        card = ModelCard.load(card_path_for(model_path))
+        card.check_model_file(model_path)
+        source = open_volume(input)
+        scale = ScaleCheck(card.training.pixel_size_nm, resample, pixel_size_nm).check(source)
+        plan = plan_for(card, source.height, source.width, card.postprocessing, block, scale=scale)
+        job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
+                         plan, probabilities.value if probabilities else None)
+        output = engine.open_or_create(job, source, card, resume, overwrite)
+    except EmsegError as exc:
+        raise fail(exc) from None
+    client = engine.local_cluster(workers, threads) if scheduler is None else _client(scheduler)
+    done_events, failures = [], []
+    try:
+        events = engine.run(job, output, source, client)
+        first = next(events)
+        started = time.perf_counter()  # after the workers' warm-up: from the first block to the last
+        if not quiet:
+            typer.echo(f"{input}: {source.pages} section(s) of {source.width} x {source.height}, "
+                       f"{first.total} block(s) of {plan.size} px ({first.done_before} already done), "
+                       f"{first.workers} worker(s) ready in {first.warm_up_s:.1f} s", err=True)
+        with typer.progressbar(length=max(first.total - first.done_before, 1), label="blocks", file=sys.stderr,
+                               hidden=quiet, show_eta=True, show_pos=True) as bar:
+            for event in events:
+                if isinstance(event, engine.BlockFailed):
+                    failures.append(event)
+                    error(f"{input}: section {event.z}, block row {event.row}, column {event.col}: {event.error}")
+                else:
+                    done_events.append(event)
+                bar.update(1)
+        seconds = time.perf_counter() - started
+    finally:
+        client.close()
+        source.close()
+    if not quiet:
+        pixels = sum(e.pixels for e in done_events)
+        per_worker = engine.summary(done_events)
+        peak = max((w["peak_rss_mb"] for w in per_worker.values()), default=0.0)
+        typer.echo(f"{len(done_events)} block(s), {pixels / 1e6:.1f} megapixels in {seconds:.1f} s "
+                   f"({pixels / 1e6 / max(seconds, 1e-9):.1f} MP/s); {len(per_worker)} worker(s), "
+                   f"peak RSS per worker {peak:.0f} MB -> {out}", err=True)
+    if failures:
+        raise typer.Exit(EXIT_SOME_FAILED if done_events else EXIT_NOTHING_DONE)
+
+
+def _client(address: str):
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=30)
+    except (OSError, TimeoutError) as exc:
+        raise fail(f"{address}: cannot reach the dask scheduler ({exc})") from None

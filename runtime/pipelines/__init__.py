@@ -1,0 +1,8 @@
+"""Everything that segments, on one block-wise core: ``blocks`` cuts a section,
+``blockwise`` infers and post-processes a block; ``segmenter`` (the Python API),
+``batch`` (``segment``), ``volume`` (Dask), ``watch`` and ``evaluate`` only
+schedule blocks and hand the results to writers. No pipeline tiles or
+post-processes on its own.
+
+May import: ``core``, ``formats``, ``engine``, ``post``.
+"""
