@@ -138,6 +138,29 @@ def test_bad_inputs_are_reported_once_and_the_rest_goes_on(isbi, tmp_path):
     assert "Traceback" not in stderr
 
 
+def test_a_file_that_looks_settled_before_its_bytes_arrive_is_waited_for_quietly(isbi, tmp_path):
+    """Some shares reserve a file's size, and keep its time, until the writer closes it: the
+    file looks settled before it decodes. It gets its mask once it does, and no error."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    payload = (isbi / "test" / "6.png").read_bytes()
+    late = inbox / "late.png"
+    late.write_bytes(bytes(len(payload)))  # the size reserved, none of the image yet
+    old = time.time() - 60
+    os.utime(late, (old, old))
+    watch = subprocess.Popen([CLI, "watch", str(inbox), "-o", str(out), "--interval", "0.1", "--settle", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert watch.stderr.readline().startswith("watching")  # the first poll follows
+    time.sleep(3)  # settled after 2 s and tried, not yet reported (that waits 2 s more)
+    late.write_bytes(payload)
+    os.utime(late, (old, old))
+    wait_for(lambda: masks(out) == ["late_mask.png"], 60)
+    os.killpg(watch.pid, signal.SIGTERM)
+    stdout, stderr = watch.communicate(timeout=60)
+    assert "error" not in stderr, stderr
+    assert "late.png -> late_mask.png" in stdout
+
+
 def test_once_leaves_a_file_still_being_written_for_the_next_run(isbi, tmp_path):
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()

@@ -4,8 +4,10 @@ The inbox is polled (``os.scandir``), which works on the SMB and NFS shares
 that acquisition PCs write to and inotify does not see. A file is taken when
 it is complete: its size and modification time unchanged for ``settle``
 seconds *and* it decodes; some shares reserve a file's full size before its
-bytes arrive, so size alone proves nothing. A file that is settled and still
-does not decode is reported once and skipped until it changes.
+bytes arrive, and some keep the time too until the writer closes the file, so
+neither proves the bytes are there. A settled file that does not decode is
+tried again quietly at every poll; only one that stays broken for another
+``settle`` seconds is reported, once, and skipped until it changes.
 
 Each section gets one output, written atomically: ``<name>_mask.png`` for a
 single-section file, ``<name>_z0000_mask.png``, ``..._z0001_...`` for the
@@ -90,6 +92,8 @@ class _Seen:
     size: int
     mtime_ns: int
     since: float = field(default_factory=time.monotonic)
+    broken_since: float | None = None
+    """When this version of the file first failed to decode (``Watcher._broken``)."""
 
 
 class Watcher:
@@ -183,11 +187,11 @@ class Watcher:
             settled, info = self._settled(entry, time.time(), once)
             if not settled:
                 continue
-            yield from self._process(Path(entry.path), info, time.time(), stop)
+            yield from self._process(Path(entry.path), info, time.time(), once, stop)
 
     # -- processing ----------------------------------------------------------------------------
 
-    def _process(self, path: Path, info: os.stat_result, settled_at: float,
+    def _process(self, path: Path, info: os.stat_result, settled_at: float, once: bool,
                  stop: threading.Event | None) -> Iterator[Event]:
         name = path.name
         entry = self._journal.get(name)
@@ -197,13 +201,13 @@ class Watcher:
         try:
             section = open_section(path)
         except EmsegError as exc:
-            yield from self._failed(path, info, exc, entry)
+            yield from self._broken(path, info, exc, entry, once)
             return
         with section:
             try:
                 factor = self._scale.check(section)
             except EmsegError as exc:
-                yield from self._failed(path, info, exc, entry)
+                yield from self._broken(path, info, exc, entry, once)
                 return
             stack = section.is_stack or path.suffix.lower() in MRC_SUFFIXES
             replaced = changed and not (entry.stack and stack and info.st_size > entry.size)
@@ -216,10 +220,26 @@ class Watcher:
                         continue
                     yield self._segment(section, index, stack, output, settled_at, factor)
             except EmsegError as exc:
-                yield from self._failed(path, info, exc, entry)
+                yield from self._broken(path, info, exc, entry, once)
                 return
         self._journal[name] = _Entry(info.st_size, info.st_mtime_ns, stack)
         self._save_journal()
+
+    def _broken(self, path: Path, info: os.stat_result, error: EmsegError, entry: _Entry | None,
+                once: bool) -> Iterator[Event]:
+        """A settled file that did not decode: perhaps its bytes are still arriving, so it is
+        left for the next poll without a word until it has stayed so, unchanged, for another
+        ``settle`` seconds (with ``once``: until its time is two settle periods old, else it
+        is left for the next run), then reported once."""
+        seen = self._seen[path.name]
+        if seen.broken_since is None:
+            seen.broken_since = time.monotonic()
+        if once:
+            waited = time.time() - info.st_mtime_ns / 1e9 - self.settle
+        else:
+            waited = time.monotonic() - seen.broken_since
+        if waited >= self.settle:
+            yield from self._failed(path, info, error, entry)
 
     def _failed(self, path: Path, info: os.stat_result, error: EmsegError, entry: _Entry | None) -> Iterator[Event]:
         self._journal[path.name] = _Entry(info.st_size, info.st_mtime_ns, bool(entry and entry.stack), str(error))
