@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from ..core.card import PostProcessing
 from ..engine.model import Model
 from ..formats.section import ArraySection
 from ..post.postprocess import membrane_mask
-from .blockwise import finish_block, infer_block, plan_for, prepare_page
+from .blockwise import Finished, finish_block, infer_block, plan_for, prepare_page
 
 
 class Segmenter(Model):
+    """The engine's ``Model`` with the card's post-processing and polarity: masks, not just probability."""
+
     def postprocessing(self, method: str | None = None, threshold: float | None = None) -> PostProcessing:
         """The card's post-processing with optional overrides of method and threshold."""
         post = self.card.postprocessing
@@ -52,10 +55,30 @@ class Segmenter(Model):
         """
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"expected a non-empty 2-D slice, got shape {image.shape}")
-        post = post or self.card.postprocessing
-        plan = plan_for(self.card, *image.shape, post, block, self.grid.halo, scale)
-        page = prepare_page(self, ArraySection(Path("<array>"), image[np.newaxis]), 0, plan)
         membrane = np.empty(image.shape, dtype=bool)
-        for part in page.blocks:
-            membrane[part.core.slices] = finish_block(infer_block(self, page, part), post).membrane
+        for done in segment_blocks(self, image[np.newaxis], post or self.card.postprocessing, block, scale):
+            membrane[done.block.core.slices] = done.membrane
         return self.to_mask(membrane)
+
+
+def block_count(segmenter: Model, pages: np.ndarray, post: PostProcessing, block: int | None = None,
+                scale: float | None = None) -> int:
+    """How many blocks ``segment_blocks`` yields for ``pages`` (z, y, x): for progress bars."""
+    return pages.shape[0] * plan_for(segmenter.card, *pages.shape[1:], post, block, segmenter.grid.halo,
+                                     scale).count(*pages.shape[1:])
+
+
+def segment_blocks(segmenter: Model, pages: np.ndarray, post: PostProcessing, block: int | None = None,
+                   scale: float | None = None, keep_probability: bool = False,
+                   keep_regions: bool = False) -> Iterator[Finished]:
+    """Every block of a (z, y, x) stack held in memory, section by section, as the block-wise
+    core finishes it (membrane True = membrane; probability and regions when asked): the
+    plan, tiles and post-processing of ``emseg-lite segment``, for callers that hold arrays
+    (``segment``, the napari plugin) and want progress, a way to stop between blocks, or
+    more than the mask."""
+    section = ArraySection(Path("<array>"), pages)
+    plan = plan_for(segmenter.card, section.height, section.width, post, block, segmenter.grid.halo, scale)
+    for index in range(section.pages):
+        page = prepare_page(segmenter, section, index, plan)
+        for part in page.blocks:
+            yield finish_block(infer_block(segmenter, page, part), post, keep_probability, keep_regions)
