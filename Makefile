@@ -39,12 +39,12 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint test bench bench-big pixel-size-study clean
+.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,bioimageio,test,volume,formats]"
+	$(BIN)/python -m pip install --quiet -e ".[train,bioimageio,test,volume,formats,napari]"
 	touch $@
 
 $(MIN_STAMP): pyproject.toml tests/lower_bound.py
@@ -99,7 +99,14 @@ embed:  ## ship the exported int8, float16 and float32 models, and their float K
 lint: $(STAMP)  ## ruff (imports sorted, no unused or undefined names) over the whole tree
 	$(BIN)/ruff check .
 
-test: lint $(ZOO_STAMP)  ## lint, unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
+# What Qt needs to open windows on Xvfb, Debian's virtual X display (pytest-xvfb starts it)
+QT_DEBS := xvfb libgl1 libegl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 \
+	libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xinerama0
+
+display:  ## Xvfb and Qt's libraries for the napari plugin's tests (apt-get, as root; nothing where Xvfb exists)
+	@command -v Xvfb >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(QT_DEBS); }
+
+test: lint display $(ZOO_STAMP)  ## lint, unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
 	$(BIN)/python -m pytest tests
 	$(MAKE) check-litert-min
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-min-rounds=1 --benchmark-max-time=0.05 --benchmark-warmup=off

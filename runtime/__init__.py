@@ -8,6 +8,7 @@ The runtime is built in layers, each importing only the ones below it
 (``tests/test_layers.py`` enforces it; CONTRIBUTING.md shows where things go):
 
     cli        the ``emseg-lite`` commands: parse, call, print, exit code
+    napari     the napari plugin (extra ``napari``), beside cli: reader, segment widget, proofreading
     pipelines  everything that segments, on one block-wise core (segment, volume, watch, evaluate)
     post       probability -> membranes and regions, and the figures that score them
     engine     the network: interpreter, tiles, normalisation, resampling

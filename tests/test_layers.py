@@ -1,8 +1,8 @@
 """The runtime's layers stay as CONTRIBUTING.md draws them.
 
 The rules themselves are import-linter contracts in pyproject.toml: each layer
-(core < formats < engine < post < pipelines < cli) imports only the ones below
-it, no package has an import circle among its modules, and the runtime never
+(core < formats < engine < post < pipelines < cli | napari) imports only the
+ones below it, no package has an import circle among its modules, and the runtime never
 imports emseg_lite.train, emseg_lite.export or TensorFlow. Lazy imports inside
 functions count, as they are arrows all the same.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO, missing
 
 RUNTIME = REPO / "runtime"
-LAYERS = ("core", "formats", "engine", "post", "pipelines", "cli")
+LAYERS = ("core", "formats", "engine", "post", "pipelines", "cli", "napari")
 MAX_MODULE_LINES = 300
 
 
@@ -28,7 +28,7 @@ def test_import_contracts_are_kept():
         missing("import-linter is not installed (the test extra brings it)")
     result = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "3 kept, 0 broken" in result.stdout, result.stdout[-2000:]
+    assert "4 kept, 0 broken" in result.stdout, result.stdout[-2000:]
 
 
 def test_every_module_lives_in_a_layer_and_says_what_it_holds():

@@ -1,0 +1,98 @@
+"""The plugin's work, free of Qt: segmenting a layer's pixels and fine-tuning on corrections.
+
+Both are generators, so that the widget runs them in a napari worker thread,
+shows each yield as progress and stops between two yields when the user cancels.
+Segmenting goes through ``pipelines.segmenter.segment_blocks`` -- the plan, tiles
+and post-processing of ``emseg-lite segment`` -- so a layer's masks equal the
+command's for the same pixels. Fine-tuning runs ``emseg_lite.train.finetune`` and
+``emseg_lite.export`` (what ``make finetune`` and ``make export`` run) in a child
+process: TensorFlow stays out of the viewer's process, and a cancel can kill it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+
+from ..core.card import PostProcessing
+from ..core.errors import EmsegError
+from ..pipelines.segmenter import Segmenter, block_count, segment_blocks
+
+TRAIN_EXTRA = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+
+
+@dataclass
+class Segmented:
+    """A stack's results, each (z, y, x): ``membrane`` uint8 (1 = membrane, 0 = cell),
+    ``probability`` float32 membrane probability in [0, 1], ``regions`` uint32 ids
+    of the watershed's regions, unique across the stack."""
+
+    membrane: np.ndarray
+    probability: np.ndarray
+    regions: np.ndarray
+
+
+def segment_stack(segmenter: Segmenter, pages: np.ndarray,
+                  post: PostProcessing) -> Generator[tuple[int, int], None, Segmented]:
+    """Segment ``pages`` (z, y, x), yielding (blocks done, blocks in all) after each block."""
+    total = block_count(segmenter, pages, post)
+    result = Segmented(np.zeros(pages.shape, np.uint8), np.zeros(pages.shape, np.float32),
+                       np.zeros(pages.shape, np.uint32))
+    count = 0
+    blocks = segment_blocks(segmenter, pages, post, keep_probability=True, keep_regions=True)
+    for done, finished in enumerate(blocks, start=1):
+        where = (finished.page.index, *finished.block.core.slices)
+        result.membrane[where] = finished.membrane
+        result.probability[where] = finished.probability
+        regions = finished.regions.astype(np.uint32)
+        result.regions[where] = np.where(regions > 0, regions + count, 0)
+        count += int(regions.max(initial=0))
+        yield done, total
+    return result
+
+
+def missing_train_extra() -> str | None:
+    """What fine-tuning needs and this installation lacks, as the one line to show; else None."""
+    absent = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if not absent:
+        return None
+    return (f"fine-tuning needs the train extra ({', '.join(absent)} missing): "
+            'pip install "emseg-lite[train]", then restart napari')
+
+
+def finetune(images: Path, labels: Path, membrane_value: int, run: Path, models: Path,
+             quick: bool = False) -> Generator[str, None, Path]:
+    """Fine-tune the shipped model on the sections in ``images`` + ``labels`` (folders of
+    matching files) into ``run``, export it to ``models``; yield each line of output and
+    return the new int8 model. ``quick``: a few tiny steps and no agreement gate, which
+    checks the pipeline, not the model."""
+    yield from _run([sys.executable, "-m", "emseg_lite.train.finetune", "--images", str(images), "--labels",
+                     str(labels), "--label-kind", "membrane", "--membrane-value", str(membrane_value),
+                     "--out", str(run), *(["--quick"] if quick else [])])
+    yield from _run([sys.executable, "-m", "emseg_lite.export", str(run), "--out", str(models),
+                     *(["--min-agreement", "0"] if quick else [])])
+    return models / "emseg-int8.tflite"
+
+
+def _run(command: list[str]) -> Generator[str, None, None]:
+    """Run ``command``, yielding its output line by line; killed if the caller stops listening."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    last = deque(maxlen=1)
+    try:
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                last.append(line)
+                yield line
+        if process.wait() != 0:
+            raise EmsegError(None, last[0] if last else f"{command[2]} failed (exit code {process.returncode})")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,263 @@
+"""The dock widget: segment a layer, proofread its membranes, fine-tune on the corrections.
+
+Every long step runs in a napari worker thread (``jobs``), with a progress bar and
+a cancel button, so the viewer never freezes; results arrive as layers. A problem
+the user can fix (an RGB or 4-D layer, a model without its card, a fine-tune with
+nothing painted, a missing train extra) is one line in the widget and a napari
+notification -- never a traceback dialog -- and leaves the layers as they were.
+
+Proofreading edits the ``<image> membrane`` label layer: paint label 1 to split
+a merged cell, erase (label 0) to merge two fragments. Each painted section is
+saved at once (``corrections``); "Fine-tune and re-segment" trains on every
+saved section and segments the image again with the new model.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import napari
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.errors import EmsegError
+from ..engine.model import default_threads
+from ..pipelines.segmenter import Segmenter
+from . import jobs
+from .corrections import Corrections
+
+MODELS = ("int8", "float16", "float32")
+POST = ("model card's", "watershed", "none")
+
+
+class SegmentWidget(QWidget):
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.worker = None
+        self.corrections: Corrections | None = None
+        self._segmented: str | None = None  # the image layer the membrane layer belongs to
+        self._watched: set[int] = set()  # membrane layers whose paint events save corrections
+
+        self.image = QComboBox()
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItems(MODELS)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.post = QComboBox()
+        self.post.addItems(POST)
+        self.threads = QSpinBox()
+        self.threads.setRange(1, 256)
+        self.threads.setValue(default_threads())
+        self.run = QPushButton("Segment")
+        self.run.clicked.connect(self.segment)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.cancel.clicked.connect(self._cancel)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.quick = QCheckBox("quick check (a few steps: tests the pipeline, not the model)")
+        self.retrain = QPushButton("Fine-tune and re-segment")
+        self.retrain.clicked.connect(self.finetune)
+        self.saved = QLabel("Paint label 1 on the membrane layer to split a merged cell, erase (0) to merge "
+                            "two fragments; each painted section is saved at once.")
+        self.saved.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(browse)
+        form.addRow("model", model_row)
+        form.addRow("post-processing", self.post)
+        form.addRow("threads", self.threads)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run)
+        buttons.addWidget(self.cancel)
+        proofread = QGroupBox("Proofread and retrain")
+        box = QVBoxLayout(proofread)
+        for widget in (self.saved, self.quick, self.retrain):
+            box.addWidget(widget)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(proofread)
+        layout.addStretch(1)
+
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._refresh_images)
+        self._refresh_images()
+
+    # -- segmenting ----------------------------------------------------------------------------
+
+    def segment(self) -> None:
+        """Segment the chosen image layer in a worker thread; results replace earlier ones as layers."""
+        try:
+            layer, pages = self._pixels()
+            segmenter = Segmenter.load(self.model.currentText().strip() or None, threads=self.threads.value())
+        except (EmsegError, ValueError) as exc:
+            return self.tell(str(exc), error=True)
+        post = segmenter.postprocessing(None if self.post.currentIndex() == 0 else self.post.currentText())
+        self._start(jobs.segment_stack(segmenter, pages, post), f"segmenting {layer.name}",
+                    lambda result: self._show(layer, result, segmenter))
+
+    def _pixels(self, name: str | None = None) -> tuple[napari.layers.Image, np.ndarray]:
+        """The layer ``name`` (default: the chosen one) and its pixels as (z, y, x); ValueError
+        naming the problem."""
+        name = name or self.image.currentText()
+        if not name:
+            raise ValueError("open an EM image first (File > Open, or drag a file onto the viewer)")
+        layer = self.viewer.layers[name]
+        if layer.rgb:
+            raise ValueError(f"{name}: an RGB image; emseg-lite segments gray EM sections (convert it to gray)")
+        if layer.multiscale:
+            layer_data = layer.data[0]
+        else:
+            layer_data = layer.data
+        if layer_data.ndim not in (2, 3):
+            raise ValueError(f"{name}: a {layer_data.ndim}-D array; emseg-lite segments a section (2-D) "
+                             "or a stack of sections (3-D)")
+        pages = np.asarray(layer_data)
+        return layer, pages if pages.ndim == 3 else pages[np.newaxis]
+
+    def _show(self, layer, result: jobs.Segmented, segmenter: Segmenter) -> None:
+        squeeze = layer.data.ndim == 2
+        shaped = {key: value[0] if squeeze else value for key, value in vars(result).items()}
+        scale = layer.scale
+        self._put(f"{layer.name} probability", "image", shaped["probability"], scale, colormap="magma",
+                  contrast_limits=(0.0, 1.0), opacity=0.5, blending="additive")
+        self._put(f"{layer.name} regions", "labels", shaped["regions"], scale, visible=False)
+        membrane = self._put(f"{layer.name} membrane", "labels", shaped["membrane"], scale)
+        self._segmented = layer.name
+        self.corrections = Corrections(self._corrections_folder(layer), segmenter.card.mask)
+        if id(membrane) not in self._watched:
+            membrane.events.paint.connect(self._painted)
+            self._watched.add(id(membrane))
+        self.tell(f"{layer.name}: segmented with {Path(segmenter.net.path).name}")
+
+    def _put(self, name: str, kind: str, data: np.ndarray, scale, **style):
+        """Replace the data of layer ``name`` (keeping the user's view of it), or add it."""
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = data
+            return self.viewer.layers[name]
+        add = self.viewer.add_image if kind == "image" else self.viewer.add_labels
+        return add(data, name=name, scale=scale, **style)
+
+    # -- proofreading and retraining -----------------------------------------------------------
+
+    def _painted(self, event) -> None:
+        """Save the section being painted as soon as the paint is in the layer: napari announces
+        an edit just before it writes it, so the save runs at the next turn of the event loop."""
+        membrane = self.viewer.layers[f"{self._segmented} membrane"]
+        index = int(self.viewer.dims.current_step[0]) if membrane.ndim == 3 else 0
+        QTimer.singleShot(0, lambda: self._save(index))
+
+    def _save(self, index: int) -> None:
+        _, pages = self._pixels(self._segmented)
+        membrane = self.viewer.layers[f"{self._segmented} membrane"].data
+        try:
+            self.corrections.save(index, pages[index], membrane[index] if membrane.ndim == 3 else membrane)
+        except EmsegError as exc:
+            return self.tell(str(exc), error=True)
+        self.tell(f"corrections of {len(self.corrections.sections())} section(s) saved in "
+                  f"{self.corrections.folder}")
+
+    def finetune(self) -> None:
+        """Fine-tune on every saved correction, then segment the image again with the new model."""
+        problem = jobs.missing_train_extra()
+        if problem is None and (self.corrections is None or not self.corrections.sections()):
+            problem = "nothing to fine-tune on: segment an image, then paint corrections on its membrane layer"
+        if problem:
+            return self.tell(problem, error=True)
+        run = Path(tempfile.mkdtemp(prefix="emseg-finetune-", dir=self.corrections.folder))
+        steps = jobs.finetune(self.corrections.images, self.corrections.labels, self.corrections.polarity.membrane_value,
+                              run / "run", run / "models", self.quick.isChecked())
+        self._start(steps, "fine-tuning", self._retrained)
+
+    def _retrained(self, model: Path) -> None:
+        self.model.setEditText(str(model))
+        self.image.setCurrentText(self._segmented)
+        self.segment()
+
+    def _corrections_folder(self, layer) -> Path:
+        source = getattr(layer.source, "path", None)
+        where = Path(source).parent if source else Path.cwd()
+        return where / f"{layer.name}.emseg-corrections"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _start(self, steps, what: str, then) -> None:
+        self.worker = create_worker(lambda: (yield from steps), _ignore_errors=True)
+        self.worker.yielded.connect(self._step)
+        self.worker.returned.connect(then)
+        self.worker.errored.connect(lambda exc: self.tell(str(exc), error=True))
+        self.worker.aborted.connect(lambda: self.tell(f"{what}: cancelled; the layers are as they were"))
+        self.worker.finished.connect(lambda worker=self.worker: self._idle(worker))
+        self.run.setEnabled(False)
+        self.retrain.setEnabled(False)
+        self.cancel.setEnabled(True)
+        self.progress.setRange(0, 0)
+        self.tell(f"{what}…")
+        self.worker.start()
+
+    def _step(self, value) -> None:
+        if isinstance(value, tuple):
+            done, total = value
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+        else:
+            self.status.setText(str(value)[-200:])
+
+    def _idle(self, worker) -> None:
+        if worker is not self.worker:  # a job that started another (fine-tune, then segment)
+            return
+        self.run.setEnabled(True)
+        self.retrain.setEnabled(True)
+        self.cancel.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    def _cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "A .tflite model (its .json card beside it)", "",
+                                              "TFLite models (*.tflite)")
+        if path:
+            self.model.setEditText(path)
+
+    def _refresh_images(self, event=None) -> None:
+        current = self.image.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)
+                 and not layer.name.endswith(" probability")]
+        self.image.clear()
+        self.image.addItems(names)
+        if current in names:
+            self.image.setCurrentText(current)
+
+    def tell(self, message: str, error: bool = False) -> None:
+        """One line in the widget; errors also as a napari notification (no traceback)."""
+        self.status.setText(message)
+        if error:
+            show_error(message)

@@ -1,0 +1,190 @@
+"""The napari plugin in a real viewer (napari + Qt, under Xvfb), driven as a user would.
+
+Needs the full development install (the napari extra and pytest-qt). Each test
+opens real ISBI sections, uses the dock widget the plugin contributes, and
+compares what the layers hold with what ``emseg-lite segment`` writes for the
+same input.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import REPO, missing
+from PIL import Image
+
+try:
+    import napari  # noqa: F401 -- the extra this module is about
+except ImportError:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("napari is not installed (the napari extra)", allow_module_level=True)
+
+CLI = str(Path(sys.executable).parent / "emseg-lite")
+SCREENSHOT = REPO / "docs" / "images" / "napari-widget.png"
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("emseg-lite", "Segment membranes")
+    return viewer, widget
+
+
+def _segmented(widget, qtbot, name: str):
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.cancel.isEnabled(), timeout=WAIT_MS)
+    assert "segmented" in widget.status.text(), widget.status.text()
+    return widget.viewer.layers[f"{name} membrane"]
+
+
+def _cli(section: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    subprocess.run([CLI, "segment", str(section), "-o", str(out), "--probabilities", "-q"], check=True)
+    mask = np.asarray(Image.open(out / f"{section.stem}_mask.png"))
+    return mask, tifffile.imread(out / f"{section.stem}_prob.tif")
+
+
+def test_the_plugin_is_found_by_napari():
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest("emseg-lite")
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Segment membranes"]
+    assert "*.ome.zarr" in manifest.contributions.readers[0].filename_patterns
+
+
+def test_segment_widget_gives_the_cli_masks_and_saves_a_screenshot(viewer_and_widget, qtbot, test_slice, tmp_path):
+    viewer, widget = viewer_and_widget
+    section = shutil.copy(test_slice, tmp_path / "section.png")
+    viewer.open(section)
+    membrane = _segmented(widget, qtbot, "section")
+    mask, probability = _cli(Path(section), tmp_path / "cli")
+    np.testing.assert_array_equal(membrane.data, (mask == 0).astype(np.uint8))
+    np.testing.assert_array_equal(viewer.layers["section probability"].data, probability)
+    regions = viewer.layers["section regions"].data
+    assert regions.max() > 100  # the watershed's regions, one id each
+
+    shot = tmp_path / "widget.png"
+    viewer.window._qt_window.resize(1500, 950)  # room for the section beside the dock widget
+    viewer.reset_view()
+    qtbot.wait(300)
+    viewer.window.screenshot(str(shot), canvas_only=False)
+    assert Image.open(shot).size[0] > 600
+    if os.environ.get("EMSEG_SCREENSHOTS"):  # refresh the README's picture: EMSEG_SCREENSHOTS=1 pytest ...
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copy(shot, SCREENSHOT)
+
+
+def test_painted_sections_are_on_disk_at_once_and_reload(viewer_and_widget, qtbot, isbi, tmp_path):
+    viewer, widget = viewer_and_widget
+    pages = np.stack([np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)])
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, pages, photometric="minisblack")
+    viewer.open(stack)
+    membrane = _segmented(widget, qtbot, "stack")
+    viewer.dims.set_current_step(0, 1)
+    membrane.brush_size = 15
+    membrane.paint((1, 200, 200), 1)  # split: a membrane through a cell of section 1
+    qtbot.waitUntil(lambda: widget.corrections.sections() == [1], timeout=5000)
+    folder = widget.corrections.folder
+    assert folder == tmp_path / "stack.emseg-corrections"
+    np.testing.assert_array_equal(tifffile.imread(folder / "images" / "0001.tif"), pages[1])
+    saved = tifffile.imread(folder / "labels" / "0001.tif")
+    np.testing.assert_array_equal(saved == 0, membrane.data[1] == 1)
+    assert saved[200, 200] == 0 and saved[190:211, 190:211].min() == 0
+
+    from emseg_lite.runtime.pipelines.datasets import load_labeled
+
+    reloaded = load_labeled(folder / "images", folder / "labels")  # what fine-tuning will read
+    np.testing.assert_array_equal(reloaded.images[0], pages[1])
+
+
+def test_reader_opens_segment_and_volume_outputs_at_their_scale(make_napari_viewer, isbi, tmp_path):
+    viewer = make_napari_viewer()
+    section = shutil.copy(isbi / "test" / "4.png", tmp_path / "cut.png")
+    mask, probability = _cli(Path(section), tmp_path)
+    layers = viewer.open(tmp_path / "cut_mask.png", plugin="emseg-lite")
+    assert [layer.name for layer in layers] == ["cut", "cut probability", "cut membrane"]
+    np.testing.assert_array_equal(viewer.layers["cut membrane"].data, mask == 0)
+    np.testing.assert_array_equal(viewer.layers["cut probability"].data, probability)
+
+    sections = tmp_path / "sections"
+    sections.mkdir()
+    for i in range(2):
+        shutil.copy(isbi / "test" / f"{i}.png", sections / f"{i}.png")
+    subprocess.run([CLI, "volume", str(sections), "-o", str(tmp_path / "seg.ome.zarr"), "--workers", "1", "-q",
+                    "--pixel-size-nm", "4"], check=True)
+    layers = viewer.open(tmp_path / "seg.ome.zarr", plugin="emseg-lite")
+    names = [layer.name for layer in layers]
+    assert names == ["sections", "seg.ome.zarr membrane", "seg.ome.zarr regions"], names
+    assert layers[1].data.shape == (2, 512, 512) and set(np.unique(np.asarray(layers[1].data))) == {0, 1}
+    np.testing.assert_array_equal(np.asarray(layers[0].data[1]), np.asarray(Image.open(sections / "1.png")))
+
+
+def test_bad_input_is_one_message_and_the_layers_stay(viewer_and_widget, qtbot, test_slice, tmp_path):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="photo", rgb=True)
+    viewer.add_image(np.zeros((2, 2, 64, 64), np.uint8), name="hyper")
+    before = [layer.name for layer in viewer.layers]
+    for name, expected in (("photo", "photo: an RGB image"), ("hyper", "hyper: a 4-D array")):
+        widget.image.setCurrentText(name)
+        widget.segment()
+        assert widget.status.text().startswith(expected), widget.status.text()
+    orphan = tmp_path / "orphan.tflite"
+    from emseg_lite.runtime.engine.registry import EMBEDDED_DIR
+
+    shutil.copy(EMBEDDED_DIR / "emseg-int8.tflite", orphan)
+    viewer.open(test_slice)
+    widget.image.setCurrentText(Path(test_slice).stem)
+    widget.model.setEditText(str(orphan))
+    widget.segment()
+    assert widget.status.text() == f"{tmp_path / 'orphan.json'}: model card not found (expected a .json beside the model)"
+    widget.finetune()
+    assert widget.status.text().startswith("nothing to fine-tune on")
+    assert [layer.name for layer in viewer.layers] == [*before, Path(test_slice).stem]
+    assert widget.worker is None
+
+
+def test_cancel_stops_between_blocks_and_adds_nothing(viewer_and_widget, qtbot, isbi):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(30)]), name="all")
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.progress.value() >= 1, timeout=WAIT_MS)
+    widget.cancel.click()
+    qtbot.waitUntil(lambda: not widget.cancel.isEnabled(), timeout=WAIT_MS)
+    assert "cancelled" in widget.status.text() and widget.progress.value() == 0
+    assert [layer.name for layer in viewer.layers] == ["all"]
+
+
+def test_fine_tune_from_painted_sections_then_segment_again(viewer_and_widget, qtbot, isbi, tmp_path):
+    from emseg_lite.runtime.napari.jobs import missing_train_extra
+
+    if missing_train_extra():
+        missing(missing_train_extra())
+    viewer, widget = viewer_and_widget
+    pages = np.stack([np.asarray(Image.open(isbi / "train" / "images" / f"{i}.png")) for i in range(4)])
+    stack = tmp_path / "train.tif"
+    tifffile.imwrite(stack, pages, photometric="minisblack")
+    viewer.open(stack)
+    membrane = _segmented(widget, qtbot, "train")
+    labels = np.stack([np.asarray(Image.open(isbi / "train" / "labels" / f"{i}.png")) for i in range(4)])
+    rows, cols = np.indices(labels.shape[1:]).reshape(2, -1)
+    for index in range(4):  # the user corrects four sections to the truth
+        viewer.dims.set_current_step(0, index)
+        membrane.data_setitem((np.full(rows.size, index), rows, cols), (labels[index] == 0).astype(np.uint8).ravel())
+    qtbot.waitUntil(lambda: widget.corrections.sections() == [0, 1, 2, 3], timeout=5000)
+    widget.quick.setChecked(True)
+    widget.finetune()
+    qtbot.waitUntil(lambda: "segmented with emseg-int8.tflite" in widget.status.text()
+                    and not widget.cancel.isEnabled(), timeout=900_000)
+    model = Path(widget.model.currentText())
+    assert model.name == "emseg-int8.tflite" and model.with_suffix(".json").exists()
+    assert widget.corrections.folder in model.parents
