@@ -17,7 +17,7 @@ from emseg_lite.runtime.pipelines import blocks
 from emseg_lite.runtime.pipelines.blocks import BlockPlan, pieces, plan_section
 from emseg_lite.runtime.pipelines.blockwise import finish_block, infer_block, plan_for, prepare_page
 from emseg_lite.runtime.pipelines.datasets import load_labeled, locate
-from emseg_lite.runtime.pipelines.segmenter import Segmenter
+from emseg_lite.runtime.pipelines.segmenter import Segmenter, block_count, segment_blocks
 from emseg_lite.runtime.post.metrics import rand_and_info
 from emseg_lite.runtime.post.postprocess import membrane_mask
 
@@ -55,6 +55,22 @@ def blockwise(segmenter, image, block, post=None):
         membrane[part.core.slices] = done.membrane
         probability[part.core.slices] = done.probability
     return membrane, probability, page.plan
+
+
+def test_a_stack_in_memory_goes_block_by_block_section_by_section(segmenter, validation):
+    """What the napari plugin segments: every block of every page once, counted beforehand,
+    each page the same as that section segmented alone."""
+    pages = np.stack(validation.images[:2])
+    post = segmenter.card.postprocessing
+    done = list(segment_blocks(segmenter, pages, post, block=256, keep_probability=True))
+    assert len(done) == block_count(segmenter, pages, post, block=256) >= 8
+    for index in range(2):
+        covered, membrane = np.zeros(pages.shape[1:], int), np.zeros(pages.shape[1:], bool)
+        for finished in (d for d in done if d.page.index == index):
+            covered[finished.block.core.slices] += 1
+            membrane[finished.block.core.slices] = finished.membrane
+        assert (covered == 1).all()
+        np.testing.assert_array_equal(segmenter.to_mask(membrane), segmenter.segment(pages[index], block=256))
 
 
 @pytest.mark.parametrize("block", [144, 208, 336])

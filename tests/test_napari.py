@@ -4,6 +4,12 @@ Needs the full development install (the napari extra and pytest-qt). Each test
 opens real ISBI sections, uses the dock widget the plugin contributes, and
 compares what the layers hold with what ``emseg-lite segment`` writes for the
 same input.
+
+The module runs in a pytest process of its own (``make test`` does so): once
+TensorFlow is imported, its bundled LLVM is loaded with global symbols, and
+Mesa's software OpenGL (llvmpipe, what Xvfb gives napari) binds to it and
+crashes on the first draw. The plugin keeps TensorFlow out of the viewer's
+process for the same reason: fine-tuning runs in a child process.
 """
 from __future__ import annotations
 
@@ -29,6 +35,13 @@ except ImportError:
 CLI = str(Path(sys.executable).parent / "emseg-lite")
 SCREENSHOT = REPO / "docs" / "images" / "napari-widget.png"
 WAIT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _without_tensorflow():
+    if "tensorflow" in sys.modules:
+        missing("TensorFlow is loaded in this process, and napari's software OpenGL crashes beside it: "
+                "run `pytest tests/test_napari.py` on its own (make test does)")
 
 
 @pytest.fixture
@@ -90,7 +103,7 @@ def test_painted_sections_are_on_disk_at_once_and_reload(viewer_and_widget, qtbo
     tifffile.imwrite(stack, pages, photometric="minisblack")
     viewer.open(stack)
     membrane = _segmented(widget, qtbot, "stack")
-    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(0, 2)  # the section shown is not the one painted
     membrane.brush_size = 15
     membrane.paint((1, 200, 200), 1)  # split: a membrane through a cell of section 1
     qtbot.waitUntil(lambda: widget.corrections.sections() == [1], timeout=5000)
@@ -113,6 +126,10 @@ def test_reader_opens_segment_and_volume_outputs_at_their_scale(make_napari_view
     mask, probability = _cli(Path(section), tmp_path)
     layers = viewer.open(tmp_path / "cut_mask.png", plugin="emseg-lite")
     assert [layer.name for layer in layers] == ["cut", "cut probability", "cut membrane"]
+    from emseg_lite.runtime.napari.reader import read
+
+    both = read([str(tmp_path / "cut_mask.png"), str(tmp_path / "cut_prob.tif")])  # the section once
+    assert [meta["name"] for _, meta, _ in both] == ["cut", "cut probability", "cut membrane"]
     np.testing.assert_array_equal(viewer.layers["cut membrane"].data, mask == 0)
     np.testing.assert_array_equal(viewer.layers["cut probability"].data, probability)
 
@@ -125,11 +142,12 @@ def test_reader_opens_segment_and_volume_outputs_at_their_scale(make_napari_view
     layers = viewer.open(tmp_path / "seg.ome.zarr", plugin="emseg-lite")
     names = [layer.name for layer in layers]
     assert names == ["sections", "seg.ome.zarr membrane", "seg.ome.zarr regions"], names
+    assert [tuple(layer.scale) for layer in layers] == [(1.0, 4.0, 4.0)] * 3, [layer.scale for layer in layers]
     assert layers[1].data.shape == (2, 512, 512) and set(np.unique(np.asarray(layers[1].data))) == {0, 1}
     np.testing.assert_array_equal(np.asarray(layers[0].data[1]), np.asarray(Image.open(sections / "1.png")))
 
 
-def test_bad_input_is_one_message_and_the_layers_stay(viewer_and_widget, qtbot, test_slice, tmp_path):
+def test_bad_input_is_one_message_and_the_layers_stay(viewer_and_widget, qtbot, test_slice, tmp_path, monkeypatch):
     viewer, widget = viewer_and_widget
     viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="photo", rgb=True)
     viewer.add_image(np.zeros((2, 2, 64, 64), np.uint8), name="hyper")
@@ -149,6 +167,12 @@ def test_bad_input_is_one_message_and_the_layers_stay(viewer_and_widget, qtbot, 
     assert widget.status.text() == f"{tmp_path / 'orphan.json'}: model card not found (expected a .json beside the model)"
     widget.finetune()
     assert widget.status.text().startswith("nothing to fine-tune on")
+    from emseg_lite.runtime.napari import jobs
+
+    monkeypatch.setattr(jobs, "TRAIN_EXTRA", (*jobs.TRAIN_EXTRA, "emseg_absent_module"))
+    widget.finetune()
+    assert widget.status.text() == ('fine-tuning needs the train extra (emseg_absent_module missing): '
+                                    'pip install "emseg-lite[train]", then restart napari')
     assert [layer.name for layer in viewer.layers] == [*before, Path(test_slice).stem]
     assert widget.worker is None
 
@@ -162,6 +186,34 @@ def test_cancel_stops_between_blocks_and_adds_nothing(viewer_and_widget, qtbot, 
     qtbot.waitUntil(lambda: not widget.cancel.isEnabled(), timeout=WAIT_MS)
     assert "cancelled" in widget.status.text() and widget.progress.value() == 0
     assert [layer.name for layer in viewer.layers] == ["all"]
+
+
+def test_cancel_kills_the_fine_tune_and_undone_strokes_are_not_trained_on(viewer_and_widget, qtbot, isbi,
+                                                                          tmp_path):
+    from emseg_lite.runtime.napari.jobs import missing_train_extra
+
+    if missing_train_extra():
+        missing(missing_train_extra())
+    viewer, widget = viewer_and_widget
+    section = shutil.copy(isbi / "test" / "3.png", tmp_path / "three.png")
+    viewer.open(section)
+    membrane = _segmented(widget, qtbot, "three")
+    segmented = membrane.data.copy()
+    membrane.brush_size = 31
+    membrane.paint((300, 300), 1)
+    qtbot.waitUntil(lambda: widget.corrections.sections() == [0], timeout=5000)
+    membrane.undo()  # napari announces no paint for an undo
+    model = widget.model.currentText()
+    widget.finetune()
+    saved = tifffile.imread(widget.corrections.labels / "0000.tif")
+    np.testing.assert_array_equal(saved == 0, segmented == 1)  # saved again as the layer is now
+    job = widget.job
+    qtbot.waitUntil(lambda: job.process is not None, timeout=WAIT_MS)
+    qtbot.wait(1500)  # TensorFlow is loading in the child
+    widget.cancel.click()
+    qtbot.waitUntil(lambda: not widget.cancel.isEnabled(), timeout=10_000)
+    assert job.process.poll() is not None  # killed, not left training
+    assert "fine-tuning: cancelled" in widget.status.text() and widget.model.currentText() == model
 
 
 def test_fine_tune_from_painted_sections_then_segment_again(viewer_and_widget, qtbot, isbi, tmp_path):

@@ -83,7 +83,7 @@ def test_gaussian_blur_matches_scipy(sigma):
         np.testing.assert_allclose(gaussian_blur(image, sigma), ndi.gaussian_filter(image, sigma), atol=1e-5)
 
 
-# The compiled kernels (runtime/_regions.c) must give exactly what the numpy versions give.
+# The compiled kernels (runtime/post/_regions.c) must give exactly what the numpy versions give.
 
 def compiled():
     from emseg_lite.runtime.post import native

@@ -72,6 +72,8 @@ def volume(
         card.check_model_file(model_path)
         source = open_volume(input)
         scale = ScaleCheck(card.training.pixel_size_nm, resample, pixel_size_nm).check(source)
+        if pixel_size_nm:
+            source.scale = source.scale.with_pixel_size(pixel_size_nm)  # what the OME-Zarr says
         plan = plan_for(card, source.height, source.width, card.postprocessing, block, scale=scale)
         job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
                          plan, probabilities.value if probabilities else None)

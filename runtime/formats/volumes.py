@@ -31,6 +31,11 @@ class Scale:
     x: float | None = None
     unit: str | None = None
 
+    def with_pixel_size(self, pixel_size_nm: float) -> Scale:
+        """This scale with the section plane's pixel size the user stated (``--pixel-size-nm``),
+        in nm: the section spacing is kept where its unit converts to nm."""
+        return Scale(to_nm(self.z, self.unit), pixel_size_nm, pixel_size_nm, "nanometer")
+
 
 class VolumeSection(Section):
     """A section whose pages are z sections, with the voxel scale when the source says it."""

@@ -66,33 +66,60 @@ def missing_train_extra() -> str | None:
             'pip install "emseg-lite[train]", then restart napari')
 
 
-def finetune(images: Path, labels: Path, membrane_value: int, run: Path, models: Path,
-             quick: bool = False) -> Generator[str, None, Path]:
+class Finetune:
     """Fine-tune the shipped model on the sections in ``images`` + ``labels`` (folders of
-    matching files) into ``run``, export it to ``models``; yield each line of output and
-    return the new int8 model. ``quick``: a few tiny steps and no agreement gate, which
-    checks the pipeline, not the model."""
-    yield from _run([sys.executable, "-m", "emseg_lite.train.finetune", "--images", str(images), "--labels",
-                     str(labels), "--label-kind", "membrane", "--membrane-value", str(membrane_value),
-                     "--out", str(run), *(["--quick"] if quick else [])])
-    yield from _run([sys.executable, "-m", "emseg_lite.export", str(run), "--out", str(models),
-                     *(["--min-agreement", "0"] if quick else [])])
-    return models / "emseg-int8.tflite"
+    matching files) into ``run`` and export it to ``models``, in child processes.
 
+    ``steps()`` yields each line of their output and returns the new int8 model.
+    ``cancel()`` kills the running child at once: a worker's own abort is only seen
+    between two lines, and a training epoch can print nothing for minutes.
+    ``quick``: a few tiny steps and no agreement gate, which checks the pipeline,
+    not the model.
+    """
 
-def _run(command: list[str]) -> Generator[str, None, None]:
-    """Run ``command``, yielding its output line by line; killed if the caller stops listening."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    last = deque(maxlen=1)
-    try:
-        for line in process.stdout:
-            line = line.rstrip()
-            if line:
-                last.append(line)
-                yield line
-        if process.wait() != 0:
-            raise EmsegError(None, last[0] if last else f"{command[2]} failed (exit code {process.returncode})")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    def __init__(self, images: Path, labels: Path, membrane_value: int, run: Path, models: Path,
+                 quick: bool = False):
+        self.models = models
+        self.commands = [
+            [sys.executable, "-m", "emseg_lite.train.finetune", "--images", str(images), "--labels", str(labels),
+             "--label-kind", "membrane", "--membrane-value", str(membrane_value), "--out", str(run),
+             *(["--quick"] if quick else [])],
+            [sys.executable, "-m", "emseg_lite.export", str(run), "--out", str(models),
+             *(["--min-agreement", "0"] if quick else [])],
+        ]
+        self.process: subprocess.Popen | None = None
+        self.cancelled = False
+
+    def steps(self) -> Generator[str, None, Path | None]:
+        for command in self.commands:
+            yield from self._run(command)
+            if self.cancelled:
+                return None
+        return self.models / "emseg-int8.tflite"
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
+    def _run(self, command: list[str]) -> Generator[str, None, None]:
+        """Run ``command``, yielding its output line by line; killed if the caller stops listening."""
+        if self.cancelled:
+            return
+        self.process = process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                  text=True, bufsize=1)
+        last = deque(maxlen=1)
+        try:
+            for line in process.stdout:
+                line = line.rstrip()
+                if line:
+                    last.append(line)
+                    yield line
+            if process.wait() != 0 and not self.cancelled:
+                raise EmsegError(None, last[0] if last else f"{command[2]} failed (exit code {process.returncode})")
+            if self.cancelled:
+                yield "cancelled"  # the worker sees its abort at this yield
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -10,11 +10,14 @@ Two kinds of output are recognised, and nothing else (a plain PNG stays napari's
   its input volume (read lazily, section by section), the probabilities when
   stored, and ``labels/membrane`` and ``labels/regions``, all lazy dask arrays.
 
-Scales are nm per pixel, from the files' metadata (the input's, else the
-output's own); a file that says nothing is shown at 1 pixel per unit.
+Scales come from the files' metadata: nm per pixel for a section's outputs (the
+input's, else the output's own), the OME-Zarr's own scale and unit for a volume;
+a file that says nothing is shown at 1 pixel per unit. Choosing a section's mask
+and its probability map together opens that section once.
 """
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -38,8 +41,13 @@ def get_reader(path: str | list[str]):
 
 def read(path: str | list[str]) -> list[LayerData]:
     layers: list[LayerData] = []
+    opened: set[tuple[Path, str]] = set()
     for one in [Path(p) for p in ([path] if isinstance(path, str) else path)]:
-        layers += _read_volume(one) if _is_volume_output(one) else _read_section(one)
+        if _is_volume_output(one):
+            layers += _read_volume(one)
+        elif (one.parent, _stem_of_output(one)) not in opened:
+            opened.add((one.parent, _stem_of_output(one)))
+            layers += _read_section(one)
     return layers
 
 
@@ -59,9 +67,10 @@ def _stem_of_output(path: Path) -> str | None:
 
 def _read_section(path: Path) -> list[LayerData]:
     stem, folder = _stem_of_output(path), path.parent
-    inputs = [p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES
+    literal = glob.escape(stem)
+    inputs = [p for p in folder.glob(f"{literal}.*") if p.suffix.lower() in IMAGE_SUFFIXES
               and not p.stem.endswith(OUTPUT_TAGS)]
-    found = {kind: next(iter(sorted(folder.glob(f"{stem}{kind}.*"))), None) for kind in (_MASK, _PROB)}
+    found = {kind: next(iter(sorted(folder.glob(f"{literal}{kind}.*"))), None) for kind in (_MASK, _PROB)}
     layers, nm = [], None
     if inputs:
         pixels, nm = _pixels(inputs[0])

@@ -6,10 +6,12 @@ the user can fix (an RGB or 4-D layer, a model without its card, a fine-tune wit
 nothing painted, a missing train extra) is one line in the widget and a napari
 notification -- never a traceback dialog -- and leaves the layers as they were.
 
-Proofreading edits the ``<image> membrane`` label layer: paint label 1 to split
-a merged cell, erase (label 0) to merge two fragments. Each painted section is
-saved at once (``corrections``); "Fine-tune and re-segment" trains on every
-saved section and segments the image again with the new model.
+Proofreading edits an ``<image> membrane`` label layer: paint label 1 to split
+a merged cell, erase (label 0) to merge two fragments. Each section a stroke
+touches is saved at once (``corrections``), into the folder of the image that
+layer belongs to; "Fine-tune and re-segment" saves them again as the layer holds
+them now (undo and redo do not announce themselves), trains on every saved
+section and segments the image again with the new model.
 """
 from __future__ import annotations
 
@@ -51,9 +53,10 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.worker = None
-        self.corrections: Corrections | None = None
-        self._segmented: str | None = None  # the image layer the membrane layer belongs to
-        self._watched: set[int] = set()  # membrane layers whose paint events save corrections
+        self.job: jobs.Finetune | None = None
+        self.corrections: Corrections | None = None  # those of the image segmented last
+        self._segmented: str | None = None  # that image's layer name
+        self._proofread: dict[str, tuple[str, Corrections]] = {}  # membrane layer's unique_id -> image, folder
 
         self.image = QComboBox()
         self.model = QComboBox()
@@ -150,37 +153,50 @@ class SegmentWidget(QWidget):
         membrane = self._put(f"{layer.name} membrane", "labels", shaped["membrane"], scale)
         self._segmented = layer.name
         self.corrections = Corrections(self._corrections_folder(layer), segmenter.card.mask)
-        if id(membrane) not in self._watched:
+        if membrane.unique_id not in self._proofread:
             membrane.events.paint.connect(self._painted)
-            self._watched.add(id(membrane))
+        self._proofread[membrane.unique_id] = (layer.name, self.corrections)
         self.tell(f"{layer.name}: segmented with {Path(segmenter.net.path).name}")
 
     def _put(self, name: str, kind: str, data: np.ndarray, scale, **style):
-        """Replace the data of layer ``name`` (keeping the user's view of it), or add it."""
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = data
-            return self.viewer.layers[name]
+        """Add layer ``name``, or give it new data. An image keeps the user's view of it; a
+        label layer is replaced in its place, visibility and opacity kept, so that no undo
+        replays earlier strokes onto the new masks (napari has no public way to clear it)."""
+        layers = self.viewer.layers
+        if kind == "image" and name in layers:
+            layers[name].data = data
+            return layers[name]
+        if name in layers:
+            old = layers[name]
+            where, style = layers.index(old), {**style, "visible": old.visible, "opacity": old.opacity}
+            layers.remove(old)
+        else:
+            where = None
         add = self.viewer.add_image if kind == "image" else self.viewer.add_labels
-        return add(data, name=name, scale=scale, **style)
+        layer = add(data, name=name, scale=scale, **style)
+        if where is not None:
+            layers.move(layers.index(layer), where)
+        return layer
 
     # -- proofreading and retraining -----------------------------------------------------------
 
     def _painted(self, event) -> None:
-        """Save the section being painted as soon as the paint is in the layer: napari announces
+        """Save the sections a stroke touched once its paint is in the layer: napari announces
         an edit just before it writes it, so the save runs at the next turn of the event loop."""
-        membrane = self.viewer.layers[f"{self._segmented} membrane"]
-        index = int(self.viewer.dims.current_step[0]) if membrane.ndim == 3 else 0
-        QTimer.singleShot(0, lambda: self._save(index))
+        membrane = event.source
+        image, corrections = self._proofread[membrane.unique_id]
+        touched = _sections_touched(event.value, membrane.data.shape)
+        QTimer.singleShot(0, lambda: self._save(membrane, image, corrections, touched))
 
-    def _save(self, index: int) -> None:
-        _, pages = self._pixels(self._segmented)
-        membrane = self.viewer.layers[f"{self._segmented} membrane"].data
+    def _save(self, membrane, image: str, corrections: Corrections, sections) -> None:
         try:
-            self.corrections.save(index, pages[index], membrane[index] if membrane.ndim == 3 else membrane)
-        except EmsegError as exc:
+            _, pages = self._pixels(image)
+            masks = membrane.data if membrane.ndim == 3 else membrane.data[np.newaxis]
+            for index in sorted(sections):
+                corrections.save(index, pages[index], masks[index])
+        except (EmsegError, ValueError, KeyError) as exc:
             return self.tell(str(exc), error=True)
-        self.tell(f"corrections of {len(self.corrections.sections())} section(s) saved in "
-                  f"{self.corrections.folder}")
+        self.tell(f"corrections of {len(corrections.sections())} section(s) saved in {corrections.folder}")
 
     def finetune(self) -> None:
         """Fine-tune on every saved correction, then segment the image again with the new model."""
@@ -189,10 +205,13 @@ class SegmentWidget(QWidget):
             problem = "nothing to fine-tune on: segment an image, then paint corrections on its membrane layer"
         if problem:
             return self.tell(problem, error=True)
+        self._save(self.viewer.layers[f"{self._segmented} membrane"], self._segmented, self.corrections,
+                   self.corrections.sections())
         run = Path(tempfile.mkdtemp(prefix="emseg-finetune-", dir=self.corrections.folder))
-        steps = jobs.finetune(self.corrections.images, self.corrections.labels, self.corrections.polarity.membrane_value,
-                              run / "run", run / "models", self.quick.isChecked())
-        self._start(steps, "fine-tuning", self._retrained)
+        self.job = jobs.Finetune(self.corrections.images, self.corrections.labels,
+                                 self.corrections.polarity.membrane_value, run / "run", run / "models",
+                                 self.quick.isChecked())
+        self._start(self.job.steps(), "fine-tuning", self._retrained)
 
     def _retrained(self, model: Path) -> None:
         self.model.setEditText(str(model))
@@ -231,6 +250,7 @@ class SegmentWidget(QWidget):
     def _idle(self, worker) -> None:
         if worker is not self.worker:  # a job that started another (fine-tune, then segment)
             return
+        self.job = None
         self.run.setEnabled(True)
         self.retrain.setEnabled(True)
         self.cancel.setEnabled(False)
@@ -240,6 +260,8 @@ class SegmentWidget(QWidget):
     def _cancel(self) -> None:
         if self.worker is not None:
             self.worker.quit()
+        if self.job is not None:
+            self.job.cancel()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "A .tflite model (its .json card beside it)", "",
@@ -261,3 +283,18 @@ class SegmentWidget(QWidget):
         self.status.setText(message)
         if error:
             show_error(message)
+
+
+def _sections_touched(atoms, shape: tuple[int, ...]) -> set[int]:
+    """The z indices a paint event's history atoms changed: a masked stroke's bounding
+    box (``slice_key``), or the indices of a ``data_setitem``; {0} for a 2-D layer."""
+    if len(shape) == 2:
+        return {0}
+    touched: set[int] = set()
+    for atom in atoms:
+        where = atom.slice_key[0] if hasattr(atom, "slice_key") else atom[0][0]
+        if isinstance(where, slice):
+            touched.update(range(*where.indices(shape[0])))
+        else:
+            touched.update(int(z) for z in np.unique(where))
+    return touched

@@ -1,4 +1,4 @@
-"""Segmenting many files: expanding inputs, naming outputs, one event per step.
+"""Segmenting many files, one event per step (``outputs`` expands the inputs and names the outputs).
 
 ``run`` yields events (a block, a section, a file done or failed) so that the
 CLI can draw progress and a timing summary without this module printing

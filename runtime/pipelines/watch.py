@@ -7,7 +7,9 @@ seconds *and* it decodes; some shares reserve a file's full size before its
 bytes arrive, and some keep the time too until the writer closes the file, so
 neither proves the bytes are there. A settled file that does not decode is
 tried again quietly at every poll; only one that stays broken for another
-``settle`` seconds is reported, once, and skipped until it changes.
+``settle`` seconds is reported, once, and skipped until it changes. With
+``--once`` there is no next poll: a broken file is reported when its modification
+time is at least twice ``settle`` old, else left for the next run.
 
 Each section gets one output, written atomically: ``<name>_mask.png`` for a
 single-section file, ``<name>_z0000_mask.png``, ``..._z0001_...`` for the
