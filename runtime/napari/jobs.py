@@ -115,10 +115,11 @@ class Finetune:
                 if line:
                     last.append(line)
                     yield line
-            if process.wait() != 0 and not self.cancelled:
-                raise EmsegError(None, last[0] if last else f"{command[2]} failed (exit code {process.returncode})")
+            code = process.wait()
             if self.cancelled:
                 yield "cancelled"  # the worker sees its abort at this yield
+            elif code != 0:
+                raise EmsegError(None, last[0] if last else f"{command[2]} failed (exit code {code})")
         finally:
             if process.poll() is None:
                 process.kill()

@@ -45,8 +45,8 @@ def read(path: str | list[str]) -> list[LayerData]:
     for one in [Path(p) for p in ([path] if isinstance(path, str) else path)]:
         if _is_volume_output(one):
             layers += _read_volume(one)
-        elif (one.parent, _stem_of_output(one)) not in opened:
-            opened.add((one.parent, _stem_of_output(one)))
+        elif (section := (one.parent, _stem_of_output(one))) not in opened:
+            opened.add(section)
             layers += _read_section(one)
     return layers
 
