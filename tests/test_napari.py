@@ -83,7 +83,8 @@ def test_segment_widget_gives_the_cli_masks_and_saves_a_screenshot(viewer_and_wi
     np.testing.assert_array_equal(membrane.data, (mask == 0).astype(np.uint8))
     np.testing.assert_array_equal(viewer.layers["section probability"].data, probability)
     regions = viewer.layers["section regions"].data
-    assert regions.max() > 100  # the watershed's regions, one id each
+    assert regions.max() > 100  # the cells' regions, one id each, 0 on membrane
+    np.testing.assert_array_equal(regions == 0, membrane.data == 1)
 
     shot = tmp_path / "widget.png"
     viewer.window._qt_window.resize(1500, 950)  # room for the section beside the dock widget

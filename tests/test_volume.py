@@ -1,7 +1,8 @@
 """`emseg-lite volume` on small real volumes, on a LocalCluster, as a user runs it.
 
 Each section's result must equal `emseg-lite segment` on that section; a run
-killed with SIGKILL and resumed must give the same arrays as one that was not;
+killed with SIGKILL and resumed must give the same arrays as one that was not
+(in blocks, and while joining region ids across blocks);
 pixel sizes must survive; ome-zarr-py must read the output.
 """
 import os
@@ -36,7 +37,7 @@ def segment_masks(folder: Path, out: Path, *extra) -> np.ndarray:
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
-    return {name: np.asarray(group[name]) for name in ("labels/membrane/0", "labels/regions/0", "done")}
+    return {name: np.asarray(group[name]) for name in ("labels/membrane/0", "labels/regions/0", "done", "stitched")}
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,10 @@ def test_folder_volume_equals_segment_per_section(isbi_folder, isbi_result, tmp_
     np.testing.assert_array_equal(written["labels/membrane/0"] == 1, expected)
     assert written["done"].all()
     regions = written["labels/regions/0"]
-    ids = [set(np.unique(regions[z])) for z in range(SECTIONS)]
+    ids = [set(np.unique(regions[z])) - {0} for z in range(SECTIONS)]
     assert all(len(s) > 50 for s in ids) and not set.intersection(*ids)  # unique across the volume
-    assert regions.dtype == np.uint32 and (regions > 0).all()
+    assert regions.dtype == np.uint32
+    np.testing.assert_array_equal(regions == 0, written["labels/membrane/0"] == 1)  # 0 on membrane
 
 
 def test_output_is_ome_zarr_that_ome_zarr_py_reads(isbi_result):
@@ -108,32 +110,81 @@ def test_ome_zarr_input_keeps_its_pixel_size(isbi, tmp_path):
                                   np.asarray(written["labels/membrane/0"]))
 
 
-def test_tiff_stack_in_blocks_equals_segment_in_blocks(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def vnc_stack(data_root, tmp_path_factory) -> Path:
     pages = np.stack([tifffile.imread(data_root / "vnc-stack2" / f"0{i}.tif") for i in range(4)])
-    stack = tmp_path / "vnc.tif"
+    stack = tmp_path_factory.mktemp("vnc") / "vnc.tif"
     tifffile.imwrite(stack, pages, imagej=True, metadata={"axes": "ZYX"}, byteorder=">")
-    out = tmp_path / "vnc.ome.zarr"
-    result = run("volume", stack, "-o", out, "--block", "400", "--workers", "2")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def vnc_result(vnc_stack, tmp_path_factory) -> Path:
+    """vnc-stack2 in 400-px blocks: 3 x 3 blocks a section, a seam through every few cells."""
+    out = tmp_path_factory.mktemp("vnc-out") / "vnc.ome.zarr"
+    result = run("volume", vnc_stack, "-o", out, "--block", "400", "--workers", "2")
     assert result.returncode == 0, result.stderr
-    assert "12 block(s)" in result.stderr or "36 block(s)" in result.stderr
-    segmented = run("segment", stack, "-o", tmp_path / "seg", "--block", "400", "-q")
+    assert "36 block(s)" in result.stderr and "region ids joined across 36 block(s)" in result.stderr
+    return out
+
+
+def test_tiff_stack_in_blocks_equals_segment_in_blocks(vnc_stack, vnc_result, tmp_path):
+    """Membranes as segment's; region ids seamless, as segment --regions gives them (up to names)."""
+    segmented = run("segment", vnc_stack, "-o", tmp_path / "seg", "--block", "400", "--regions", "-q")
     assert segmented.returncode == 0, segmented.stderr
-    np.testing.assert_array_equal(arrays(out)["labels/membrane/0"] == 1,
+    written = arrays(vnc_result)
+    np.testing.assert_array_equal(written["labels/membrane/0"] == 1,
                                   tifffile.imread(tmp_path / "seg" / "vnc_mask.tif") == 0)
+    expected = tifffile.imread(tmp_path / "seg" / "vnc_regions.tif")
+    regions = written["labels/regions/0"]
+    for z in range(4):
+        pairs = np.unique(np.stack([regions[z].ravel(), expected[z].ravel()]), axis=1).shape[1]
+        assert pairs == np.unique(regions[z]).size == np.unique(expected[z]).size > 400, f"section {z}"
+    assert zarr.open_group(str(vnc_result), mode="r")["stitched"][...].all()
 
 
-def test_kill_minus_nine_then_resume_gives_identical_arrays(isbi_folder, isbi_result, tmp_path):
+def test_a_kill_while_joining_ids_resumes_to_the_same_arrays(vnc_stack, vnc_result, tmp_path):
+    """Blocks rewritten but not yet marked stitched (a kill between the two) are rewritten again on
+    --resume: a no-op, since every id already is its region's root."""
+    out = tmp_path / "copy.ome.zarr"
+    shutil.copytree(vnc_result, out)
+    group = zarr.open_group(str(out), mode="r+")
+    group["stitched"][1:3] = 0
+    resumed = run("volume", vnc_stack, "-o", out, "--block", "400", "--resume", "--workers", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(36 already done)" in resumed.stderr and "joined across 18 block(s)" in resumed.stderr
+    for name, values in arrays(out).items():
+        np.testing.assert_array_equal(values, arrays(vnc_result)[name], err_msg=name)
+
+
+def test_kill_minus_nine_in_blocks_then_resume_gives_identical_ids(vnc_stack, vnc_result, tmp_path):
     out = tmp_path / "killed.ome.zarr"
-    process = subprocess.Popen([CLI, "volume", str(isbi_folder), "-o", str(out), "--workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    kill_mid_run(["volume", str(vnc_stack), "-o", str(out), "--block", "400", "--workers", "1"], out, 6)
+    assert 0 < arrays(out)["done"].sum() < 36, "the kill must land mid-run"
+    resumed = run("volume", vnc_stack, "-o", out, "--block", "400", "--resume", "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    for name, values in arrays(out).items():
+        np.testing.assert_array_equal(values, arrays(vnc_result)[name], err_msg=name)
+
+
+def kill_mid_run(args: list[str], out: Path, blocks_done: int) -> None:
+    """Start ``emseg-lite ARGS`` and SIGKILL its process group once ``blocks_done`` blocks are marked done."""
+    process = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = out / "done"
-        if done.exists() and len([p for p in done.rglob("*") if p.is_file() and not p.name.startswith(".")]) >= 2:
+        if done.exists() and len([p for p in done.rglob("*") if p.is_file() and not p.name.startswith(".")]) >= \
+                blocks_done:
             break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def test_kill_minus_nine_then_resume_gives_identical_arrays(isbi_folder, isbi_result, tmp_path):
+    out = tmp_path / "killed.ome.zarr"
+    kill_mid_run(["volume", str(isbi_folder), "-o", str(out), "--workers", "1"], out, 2)
     partial = arrays(out)["done"]
     assert 0 < partial.sum() < SECTIONS, "the kill must land mid-run"
     refused = run("volume", isbi_folder, "-o", out)

@@ -43,6 +43,9 @@ def segment(
     post: Annotated[Optional[Post], typer.Option(help="Post-processing (default: card).")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write <name>_prob.tif (float membrane probability).")] = False,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write <name>_overlay.png (membranes drawn on the slice).")] = False,
+    regions: Annotated[bool, typer.Option("--regions", help=(
+        "Also write <name>_regions.tif: uint32 ids of the cells' regions (0 on membrane), seamless across blocks."
+    ))] = False,
     delegate: Annotated[Optional[str], typer.Option(help="Load a TFLite delegate library (e.g. the GPU delegate).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
@@ -72,7 +75,7 @@ def segment(
     segmenter = load(model, interpreter_threads, delegate, tile, overlap)
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
-        probabilities=probabilities, overlay=overlay, overwrite=overwrite, block=block, fixed_tile=tile is not None,
+        probabilities=probabilities, overlay=overlay, regions=regions, overwrite=overwrite, block=block, fixed_tile=tile is not None,
         workers=workers, resample=resample, pixel_size_nm=pixel_size_nm,
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )

@@ -100,6 +100,8 @@ def volume(
                     done_events.append(event)
                 bar.update(1)
         seconds = time.perf_counter() - started
+        if not failures:
+            failures = _stitch(job, output, source, client, input, quiet)
     finally:
         client.close()
         source.close()
@@ -112,6 +114,31 @@ def volume(
                    f"peak RSS per worker {peak:.0f} MB -> {out}", err=True)
     if failures:
         raise typer.Exit(EXIT_SOME_FAILED if done_events else EXIT_NOTHING_DONE)
+
+
+def _stitch(job, output, source, client, input: Path, quiet: bool) -> list:
+    """Make region ids seamless across blocks (``pipelines.stitch``), with a progress bar;
+    the blocks that failed."""
+    from ..pipelines import stitch
+
+    events = stitch.run(job, output, source.height, source.width, client)
+    first = next(events, None)
+    if first is None:
+        return []
+    failures = []
+    started = time.perf_counter()
+    with typer.progressbar(length=max(first.total - first.done_before, 1), label="seams", file=sys.stderr,
+                           hidden=quiet, show_pos=True) as bar:
+        for event in events:
+            if isinstance(event, stitch.StitchFailed):
+                failures.append(event)
+                error(f"{input}: section {event.z}, block row {event.row}, column {event.col}: "
+                      f"joining region ids: {event.error}")
+            bar.update(1)
+    if not quiet:
+        typer.echo(f"region ids joined across {first.total - first.done_before} block(s) in "
+                   f"{time.perf_counter() - started:.1f} s", err=True)
+    return failures
 
 
 def _client(address: str):

@@ -6,9 +6,12 @@ napari-ome-zarr, neuroglancer, webknossos, BigDataViewer/MoBIE):
     .zattrs            multiscales of the root image, and "emseg-lite": model, card, parameters
     probabilities/     membrane probability (uint8 0-255 = 0-1, or float16), with --probabilities
     labels/membrane/0  uint8 label image: 1 = membrane, 0 = background (cell)
-    labels/regions/0   uint32 (uint64 for huge volumes) label image: the watershed's regions, ids
-                       unique across the volume (split where blocks meet)
+    labels/regions/0   uint32 (uint64 for huge volumes) label image: each section's regions (its cell
+                       pixels' 4-connected components, 0 on membrane), ids unique across the volume
+                       and seamless across blocks once stitched
+    seams/             per block, the region ids on its core's four edges (``post.seams``)
     done/              one byte per block, 1 once all of the block's outputs are written
+    stitched/          one byte per block, 1 once its region ids are the seamless ones
 
 The root image is the probability map when it is written, else the membrane
 labels themselves (the root's multiscales points at ``labels/membrane/0``), so
@@ -79,35 +82,48 @@ class Output:
     def __init__(self, path: Path, group):
         self.path = path
         self.group = group
+        if "seams" not in group:
+            raise OutputError(path, "cannot resume: written by an older emseg-lite without seamless region ids "
+                                    "(use --overwrite to start again)")
         self.membrane = _for_writing(group["labels/membrane/0"])
         self.regions = _for_writing(group["labels/regions/0"])
         self.probabilities = _for_writing(group["probabilities"]) if "probabilities" in group else None
+        self.seams = group["seams"]
         self.done = group["done"]
+        self.stitched = group["stitched"]
         self.stride = int(group.attrs["emseg-lite"]["region_stride"])
 
-    def block_number(self, z: int, block: Block) -> int:
+    def first_id(self, z: int, block: Block) -> int:
+        """The block's region ids are this + 1, + 2, ...: unique across the volume."""
         rows, cols = self.done.shape[1:]
-        return (z * rows + block.row) * cols + block.col
+        return ((z * rows + block.row) * cols + block.col) * self.stride
 
-    def write(self, z: int, block: Block, membrane: np.ndarray, regions: np.ndarray,
+    def write(self, z: int, block: Block, membrane: np.ndarray, ids: np.ndarray, seams: np.ndarray,
               probability: np.ndarray | None) -> None:
-        """Write one block's core into every array, then mark it done."""
+        """Write one block's core into every array (``ids`` from ``first_id``; ``seams`` the
+        (4, block) id lines on its edges), then mark it done."""
         where = (z, block.core.slices[0], block.core.slices[1])
         self.membrane[where] = membrane.astype(np.uint8)
-        dtype = self.regions.dtype
-        offset = dtype.type(self.block_number(z, block) * self.stride)
-        ids = regions.astype(dtype)
-        np.add(ids, offset, out=ids, where=ids > 0)
-        self.regions[where] = ids
+        self.regions[where] = ids.astype(self.regions.dtype)
+        self.seams[z, block.row, block.col] = seams
         if self.probabilities is not None:
             if self.probabilities.dtype == np.uint8:
                 probability = np.clip(np.round(probability * 255.0), 0, 255).astype(np.uint8)
             self.probabilities[where] = probability.astype(self.probabilities.dtype)
         self.done[z, block.row, block.col] = 1
 
+    def restitch(self, z: int, block: Block, ids: np.ndarray) -> None:
+        """Replace a block's region ids by their seamless ones, then mark it stitched."""
+        self.regions[z, block.core.slices[0], block.core.slices[1]] = ids.astype(self.regions.dtype)
+        self.stitched[z, block.row, block.col] = 1
+
     def done_blocks(self) -> np.ndarray:
         """(z, rows, cols) bool: which blocks are complete."""
         return np.asarray(self.done[...]) == 1
+
+    def stitched_blocks(self) -> np.ndarray:
+        """(z, rows, cols) bool: which blocks have their seamless ids."""
+        return np.asarray(self.stitched[...]) == 1
 
 
 def _for_writing(array):
@@ -143,7 +159,10 @@ def create(path: Path, layout: Layout, scale: Scale, card: ModelCard, overwrite:
         if layout.probabilities:
             group.create_array("probabilities", shape=layout.shape, chunks=chunks, dtype=layout.probabilities,
                                fill_value=0, compressors=compressors)
-        group.create_array("done", shape=(depth, rows, cols), chunks=(1, 1, 1), dtype=np.uint8, fill_value=0)
+        group.create_array("seams", shape=(depth, rows, cols, 4, layout.block), chunks=(1, 1, 1, 4, layout.block),
+                           dtype=layout.region_dtype, fill_value=0, compressors=compressors)
+        for flags in ("done", "stitched"):
+            group.create_array(flags, shape=(depth, rows, cols), chunks=(1, 1, 1), dtype=np.uint8, fill_value=0)
         root = "probabilities" if layout.probabilities else "labels/membrane/0"
         group.attrs.update(multiscales=_multiscales("emseg-lite", root, scale), **{"emseg-lite": {
             "fingerprint": layout.fingerprint(), "layout": asdict(layout),
@@ -152,7 +171,8 @@ def create(path: Path, layout: Layout, scale: Scale, card: ModelCard, overwrite:
                       "emseg_lite": card.versions.get("emseg_lite")},
             "probabilities": "uint8: value / 255" if layout.probabilities == "uint8" else layout.probabilities,
             "membrane": "1 = membrane (boundary between neurites), 0 = inside a cell",
-            "regions": "watershed regions; id = block number x region_stride + region number in the block",
+            "regions": "4-connected regions of each section's cell pixels (0 on membrane), seamless across blocks; "
+                       "id = block number x region_stride + number in the block of its first block",
             "region_stride": layout.region_stride,
         }})
     except OSError as exc:

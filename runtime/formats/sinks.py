@@ -32,6 +32,8 @@ from ..core.geometry import Region
 WHOLE_OUTPUT_PIXELS = 8192 * 8192
 """Sections up to this size are written whole (PNG, or a page of an ImageJ stack)."""
 TIFF_TILE = 512
+IMAGEJ_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+"""What an ImageJ stack can hold; region ids (uint32) go into a plain multi-page TIFF."""
 PNG_LEVEL = 1
 """zlib level of PNG outputs: a 512 x 512 mask takes 1 ms instead of 6 at the default
 level and is ~20 % larger (masks and overlays compress well at any level)."""
@@ -78,7 +80,8 @@ class Sink:
 
 def open_sink(kind: str, path: Path, pages: int, height: int, width: int, dtype, rgb: bool = False,
               compress: bool = False, pixel_size_nm: float | None = None) -> Sink:
-    """A sink of ``layout`` ``kind``; ``compress`` deflates tiled TIFFs (masks: ~50x smaller).
+    """A sink of ``layout`` ``kind``; ``compress`` deflates TIFFs other than ImageJ stacks
+    (masks: ~50x smaller).
     A known pixel size goes into the file (PNG pHYs, TIFF resolution, ImageJ unit)."""
     if kind == "png":
         return _PngSink(path, pages, height, width, dtype, rgb, pixel_size_nm)
@@ -128,8 +131,10 @@ class _TiffSink(Sink):
         if pages > 1 or not tiled:
             shape, axes = (pages, *shape), "Z" + axes
         options = dict(shape=shape, dtype=self.dtype, photometric="rgb" if rgb else "minisblack")
-        if tiled:
-            options.update(tile=(TIFF_TILE, TIFF_TILE), metadata={"axes": axes})
+        if tiled or self.dtype not in IMAGEJ_TYPES:
+            options.update(metadata={"axes": axes})
+            if tiled:
+                options.update(tile=(TIFF_TILE, TIFF_TILE))
             if compress:
                 options.update(compression="zlib", compressionargs={"level": 1})
             if pixel_size_nm:
@@ -161,6 +166,8 @@ class _TiffSink(Sink):
 
     def _put(self, item) -> None:
         while True:
+            if self._error is None and not self._thread.is_alive() and item is _END:
+                return  # tifffile stops pulling after the last page of a plain (non-ImageJ) stack
             if self._error is not None or not self._thread.is_alive():
                 self._raise()
             try:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.card import PostProcessing
 from ..core.errors import EmsegError
+from ..pipelines.regionids import PageIds
 from ..pipelines.segmenter import Segmenter, block_count, segment_blocks
 
 TRAIN_EXTRA = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
@@ -31,7 +32,8 @@ TRAIN_EXTRA = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
 class Segmented:
     """A stack's results, each (z, y, x): ``membrane`` uint8 (1 = membrane, 0 = cell),
     ``probability`` float32 membrane probability in [0, 1], ``regions`` uint32 ids
-    of the watershed's regions, unique across the stack."""
+    of the regions (the 4-connected cell pixels of each section; 0 on membrane),
+    unique across the stack and seamless across blocks."""
 
     membrane: np.ndarray
     probability: np.ndarray
@@ -44,17 +46,28 @@ def segment_stack(segmenter: Segmenter, pages: np.ndarray,
     total = block_count(segmenter, pages, post)
     result = Segmented(np.zeros(pages.shape, np.uint8), np.zeros(pages.shape, np.float32),
                        np.zeros(pages.shape, np.uint32))
-    count = 0
+    ids, open_page = None, None
     blocks = segment_blocks(segmenter, pages, post, keep_probability=True, keep_regions=True)
     for done, finished in enumerate(blocks, start=1):
-        where = (finished.page.index, *finished.block.core.slices)
+        z = finished.page.index
+        where = (z, *finished.block.core.slices)
         result.membrane[where] = finished.membrane
         result.probability[where] = finished.probability
-        regions = finished.regions.astype(np.uint32)
-        result.regions[where] = np.where(regions > 0, regions + count, 0)
-        count += int(regions.max(initial=0))
+        if z != open_page:
+            ids, open_page = _next_page(ids, result.regions, z), z
+        ids.put(finished)
         yield done, total
+    if ids is not None:
+        ids.finish()
     return result
+
+
+def _next_page(ids: PageIds | None, regions: np.ndarray, z: int) -> PageIds:
+    """Close the page before (its seams joined) and start page ``z`` after its last id."""
+    if ids is None:
+        return PageIds(regions[z])
+    ids.finish()
+    return PageIds(regions[z], ids.last)
 
 
 def missing_train_extra() -> str | None:

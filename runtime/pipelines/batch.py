@@ -13,10 +13,9 @@ one block, big ones block by block in bounded memory, written as they go.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -31,7 +30,9 @@ from ..formats.reader import open_section
 from ..formats.section import DEFAULT_MAX_PIXELS, Section
 from .blockwise import Finished, finish_block, infer_block, plan_for, prepare_page
 from .outputs import open_sinks, plan_outputs, resolved
+from .regionids import PageIds, id_store
 from .segmenter import Segmenter
+from .workers import Workers
 
 OVERLAY_COLOUR = (255, 0, 255)
 
@@ -42,6 +43,8 @@ class Options:
     post: PostProcessing | None = None
     probabilities: bool = False
     overlay: bool = False
+    regions: bool = False
+    """Also write each section's region ids (``regionids``: seamless across blocks)."""
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     block: int | None = None
@@ -100,7 +103,7 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
     inputs = {resolved(p) for p in files}
     claimed: set[Path] = set()
     scale = ScaleCheck(segmenter.card.training.pixel_size_nm, options.resample, options.pixel_size_nm)
-    with _Workers(segmenter, options.workers) as workers:
+    with Workers(segmenter, options.workers) as workers:
         pending: deque[tuple[Future, Callable]] = deque()
         for path in files:
             for task in _submit_file(segmenter, workers, path, options, inputs, claimed, scale):
@@ -109,33 +112,6 @@ def run(segmenter: Segmenter, files: list[Path], options: Options) -> Iterator[E
                     yield from _handle(*pending.popleft())
         while pending:
             yield from _handle(*pending.popleft())
-
-
-class _Workers:
-    """Threads that segment blocks, one interpreter each: the caller's segmenter for the
-    first, copies for the others (made when a second block runs at the same time)."""
-
-    def __init__(self, segmenter: Segmenter, count: int):
-        self.count = max(1, count)
-        self.pool = ThreadPoolExecutor(max_workers=self.count, thread_name_prefix="emseg-block")
-        self._template = segmenter
-        self._spare = [segmenter]
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def segmenter(self) -> Segmenter:
-        mine = getattr(self._local, "segmenter", None)
-        if mine is None:
-            with self._lock:
-                mine = self._spare.pop() if self._spare else None
-            self._local.segmenter = mine = mine or self._template.clone()
-        return mine
-
-    def __enter__(self) -> "_Workers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _handle(future: Future, then: Callable) -> list[Event]:
@@ -157,6 +133,10 @@ class _FileWork:
     to_mask: Callable[[np.ndarray], np.ndarray]
     """Bool membrane map -> the uint8 mask written: ``Segmenter.to_mask``, the card's polarity."""
     sinks: dict[str, sinks.Sink]
+    ids: PageIds | None = None
+    """The open page's region ids, with ``Options.regions``."""
+    last_id: int = 0
+    """The last region id of the pages before (ids are unique across a stack)."""
     failed: bool = False
     seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "infer": 0.0, "post": 0.0})
 
@@ -167,10 +147,11 @@ class _FileWork:
         self.failed = True
         for sink in self.sinks.values():
             sink.abort()
+        self.ids = None
         return [FileFailed(self.section.path, error)]
 
 
-def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: Options, inputs: set[Path],
+def _submit_file(segmenter: Segmenter, workers: Workers, path: Path, options: Options, inputs: set[Path],
                  claimed: set[Path], scale: ScaleCheck) -> Iterator[tuple[Future, Callable]]:
     """The steps of one file, each a task (or a finished future) and what to do with its
     result in the calling thread; the last step commits or abandons the outputs and
@@ -183,7 +164,7 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
     try:
         factor = scale.check(section)
         outputs = plan_outputs(section, options.out_dir, options.probabilities, options.overlay,
-                               options.overwrite, inputs, claimed)
+                               options.overwrite, inputs, claimed, options.regions)
         claimed.update(resolved(p) for p in outputs.values())
         work = _FileWork(section, outputs, options.post or segmenter.card.postprocessing, segmenter.to_mask,
                          open_sinks(section, outputs))
@@ -218,13 +199,13 @@ def _submit_file(segmenter: Segmenter, workers: _Workers, path: Path, options: O
     yield _completed(None), lambda _, work=work: _close(work)
 
 
-def _segment_block(workers: _Workers, page, block, post: PostProcessing, options: Options):
+def _segment_block(workers: Workers, page, block, post: PostProcessing, options: Options):
     """In a worker: read, infer and post-process one block."""
     segmenter = workers.segmenter()
     start = time.perf_counter()
     inferred = infer_block(segmenter, page, block, keep_pixels=options.overlay)
     middle = time.perf_counter()
-    done = finish_block(inferred, post, keep_probability=options.probabilities)
+    done = finish_block(inferred, post, keep_probability=options.probabilities, keep_regions=options.regions)
     return done, middle - start, time.perf_counter() - middle
 
 
@@ -252,12 +233,22 @@ def _write(work: _FileWork, done: Finished) -> None:
         rgb = np.repeat((done.gray * 255).astype(np.uint8)[..., np.newaxis], 3, axis=-1)
         rgb[done.membrane] = OVERLAY_COLOUR
         work.sinks["overlay"].write(page, region, rgb)
+    if "regions" in work.sinks:
+        if work.ids is None:
+            shape = (work.section.height, work.section.width)
+            store = id_store(shape, done.page.plan.count(*shape), work.sinks["regions"].path)
+            work.ids = PageIds(store, work.last_id)
+        work.ids.put(done)
 
 
 def _end_page(work: _FileWork, index: int) -> list[Event]:
     if work.failed:
         return []
     try:
+        if work.ids is not None:
+            for core in work.ids.finish():
+                work.sinks["regions"].write(index, core, work.ids.store[core.slices])
+            work.last_id, work.ids = work.ids.last, None
         for sink in work.sinks.values():
             sink.end_page(index)
     except EmsegError as exc:

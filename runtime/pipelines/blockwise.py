@@ -25,7 +25,8 @@ from ..engine.intensity import normalize, page_range
 from ..engine.model import Model
 from ..engine.resample import Resampling
 from ..formats.section import Section
-from ..post.postprocess import membrane_and_regions, membrane_mask
+from ..post.postprocess import membrane_mask, region_ops
+from ..post.seams import cell_regions
 from .blocks import BlockPlan, pieces, plan_section, round_up, tile_for
 
 
@@ -58,8 +59,8 @@ class Inferred:
 @dataclass
 class Finished:
     """What a block writes: its core's membrane map (True = membrane), and optionally
-    the core's probability, normalised gray levels and regions (numbered within the
-    block's window)."""
+    the core's probability, normalised gray levels and regions (ids 1..region_count
+    within the block, 0 on membrane)."""
 
     page: Page
     block: Block
@@ -67,6 +68,7 @@ class Finished:
     probability: np.ndarray | None
     gray: np.ndarray | None
     regions: np.ndarray | None = None
+    region_count: int = 0
 
 
 def plan_for(card: ModelCard, height: int, width: int, post: PostProcessing, block: int | None = None,
@@ -130,25 +132,17 @@ def infer_block(segmenter: Model, page: Page, block: Block, keep_pixels: bool = 
 def finish_block(inferred: Inferred, post: PostProcessing, keep_probability: bool = False,
                  keep_regions: bool = False) -> Finished:
     """Post-process the window, piece by piece (``blocks.pieces``), and keep the core
-    (thread-safe: no interpreter involved). Regions are numbered 1..n over the block's
-    pieces, each piece's after the last piece's."""
+    (thread-safe: no interpreter involved). Regions are the 4-connected components of
+    the core's cell pixels, numbered 1..n within the block (``seams`` makes them
+    seamless across blocks)."""
     block = inferred.block
     membrane = np.empty(block.core.shape, dtype=bool)
-    regions = np.empty(block.core.shape, dtype=np.int32) if keep_regions else None
-    count = 0
     for piece in pieces(block, inferred.page.plan.context):
         probability = inferred.probability[piece.window.within(block.window)]
-        core, out = piece.core.within(piece.window), piece.core.within(block.core)
-        if regions is None:
-            membrane[out] = membrane_mask(probability, post)[core]
-            continue
-        piece_membrane, piece_regions, piece_count = membrane_and_regions(probability, post)
-        membrane[out] = piece_membrane[core]
-        kept = piece_regions[core]
-        regions[out] = np.where(kept > 0, kept + count, 0) if count else kept
-        count += piece_count
+        membrane[piece.core.within(block.core)] = membrane_mask(probability, post)[piece.core.within(piece.window)]
+    regions, count = cell_regions(membrane, region_ops()) if keep_regions else (None, 0)
     gray = None
     if inferred.pixels is not None:
         gray = normalize(inferred.pixels, inferred.page.low, inferred.page.high)
     probability = inferred.probability[block.core.within(block.window)] if keep_probability else None
-    return Finished(inferred.page, block, membrane, probability, gray, regions)
+    return Finished(inferred.page, block, membrane, probability, gray, regions, count)

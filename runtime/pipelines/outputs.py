@@ -2,7 +2,7 @@
 
 Shared by ``segment`` (``batch``) and ``watch``: both skip emseg-lite's own
 outputs (``OUTPUT_TAGS``) when they look through a folder, name a section's
-outputs after it (``<stem>_mask``, ``_prob``, ``_overlay``) and refuse, before
+outputs after it (``<stem>_mask``, ``_prob``, ``_overlay``, ``_regions``) and refuse, before
 any work, an output that would overwrite an input, another output of the same
 run or -- unless asked -- an existing file.
 """
@@ -18,13 +18,13 @@ from ..formats import sinks
 from ..formats.reader import check_regular_file, image_files
 from ..formats.section import MRC_SUFFIXES, TIFF_SUFFIXES, Section
 
-OUTPUT_TAGS = ("_mask", "_prob", "_overlay")
+OUTPUT_TAGS = ("_mask", "_prob", "_overlay", "_regions")
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[InputError]]:
     """Files named by paths, folders and glob patterns.
 
-    Folders and patterns skip our own outputs (``*_mask``, ``*_prob``,
+    Folders and patterns skip our own outputs (``*_mask``, ``*_prob``, ``*_regions``,
     ``*_overlay``), so re-running on a folder does not segment its masks;
     a file named explicitly is always taken.
     """
@@ -96,15 +96,15 @@ def resolved(path: Path) -> Path:
 
 
 def plan_outputs(section: Section, out_dir: Path | None, probabilities: bool, overlay: bool, overwrite: bool,
-                 inputs: set[Path], claimed: set[Path]) -> dict[str, Path]:
-    """A section's output paths by kind (``mask``, and ``prob`` / ``overlay`` when asked),
+                 inputs: set[Path], claimed: set[Path], regions: bool = False) -> dict[str, Path]:
+    """A section's output paths by kind (``mask``, and ``prob`` / ``overlay`` / ``regions`` when asked),
     in ``out_dir`` or beside the input; ``inputs`` and ``claimed`` are the resolved paths
     of this run's inputs and of the outputs already given out."""
     folder = out_dir or section.path.parent
     kind = sinks.layout(section.pages, section.height, section.width)
     image_suffix = sinks.suffix(kind)
     wanted = {"mask": image_suffix, "prob": ".tif" if probabilities else None,
-              "overlay": image_suffix if overlay else None}
+              "overlay": image_suffix if overlay else None, "regions": ".tif" if regions else None}
     stem = section.path.stem
     outputs = {name: folder / f"{stem}_{name}{suffix}" for name, suffix in wanted.items() if suffix}
     for target in outputs.values():
@@ -120,7 +120,8 @@ def plan_outputs(section: Section, out_dir: Path | None, probabilities: bool, ov
 
 def open_sinks(section: Section, outputs: dict[str, Path]) -> dict[str, sinks.Sink]:
     """A writer for each planned output: masks and overlays as the section's layout wants
-    (PNG, TIFF stack or tiled TIFF), probabilities always as float32 TIFF; all or none."""
+    (PNG, TIFF stack or tiled TIFF), probabilities as float32 and region ids as uint32
+    TIFF; all or none."""
     kind = sinks.layout(section.pages, section.height, section.width)
     shape = (section.pages, section.height, section.width)
     scale = {"pixel_size_nm": section.pixel_size_nm}
@@ -132,6 +133,9 @@ def open_sinks(section: Section, outputs: dict[str, Path]) -> dict[str, sinks.Si
             elif name == "prob":
                 opened[name] = sinks.open_sink("tiled" if kind == "tiled" else "stack", path, *shape, np.float32,
                                                **scale)
+            elif name == "regions":
+                opened[name] = sinks.open_sink("tiled" if kind == "tiled" else "stack", path, *shape, np.uint32,
+                                               compress=True, **scale)
             else:
                 opened[name] = sinks.open_sink(kind, path, *shape, np.uint8, rgb=True, compress=True, **scale)
     except EmsegError:

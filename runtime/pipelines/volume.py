@@ -28,12 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
+import numpy as np
+
 from ..core.card import PostProcessing
 from ..core.errors import EmsegError
 from ..core.geometry import Block
 from ..engine.intensity import page_range
 from ..formats.omezarr import Layout, Output, create, open_for_resume
 from ..formats.volumes import VolumeSection, open_volume
+from ..post.seams import Edges
 from .blocks import BlockPlan
 from .blockwise import finish_block, infer_block, start_page
 
@@ -88,8 +91,6 @@ Event = Union[Started, BlockDone, BlockFailed]
 
 def run(job: Job, output: Output, volume: VolumeSection, client) -> Iterator[Event]:
     """Segment every block not yet done, yielding events as blocks finish."""
-    from distributed import as_completed
-
     blocks = job.plan.blocks(volume.height, volume.width)
     done = output.done_blocks()
     todo = [(z, b) for z in range(volume.pages) for b in blocks if not done[z, b.row, b.col]]
@@ -98,42 +99,57 @@ def run(job: Job, output: Output, volume: VolumeSection, client) -> Iterator[Eve
     warm_up_s = warm_up(client, job, workers) if todo else 0.0
     yield Started(volume.pages * len(blocks), int(done.sum()), len(workers), getattr(client, "dashboard_link", None),
                   warm_up_s)
-    limit = max(2, IN_FLIGHT_PER_THREAD * threads)
-    pending = iter(todo)
     ranges: dict[int, object] = {}
-    where: dict[object, tuple[int, Block]] = {}
-    flight = as_completed()
 
-    def submit_next() -> bool:
-        item = next(pending, None)
-        if item is None:
-            return False
-        z, block = item
-        if len(blocks) == 1:  # the block reads the whole section anyway: it takes its range itself
-            intensity = None
-        else:
-            if z not in ranges:
-                ranges[z] = client.submit(section_range, job, z, pure=False, retries=RETRIES)
-                for old in [k for k in ranges if k < z - 1]:
-                    del ranges[old]
-            intensity = ranges[z]
-        future = client.submit(segment_block, job, z, block, intensity, pure=False, retries=RETRIES)
-        where[future] = (z, block)
-        flight.add(future)
-        return True
+    def submissions():
+        for z, block in todo:
+            if len(blocks) == 1:  # the block reads the whole section anyway: it takes its range itself
+                intensity = None
+            else:
+                if z not in ranges:
+                    ranges[z] = client.submit(section_range, job, z, pure=False, retries=RETRIES)
+                    for old in [k for k in ranges if k < z - 1]:
+                        del ranges[old]
+                intensity = ranges[z]
+            yield (z, block), client.submit(segment_block, job, z, block, intensity, pure=False, retries=RETRIES)
 
-    while len(where) < limit and submit_next():
-        pass
-    for future in flight:
-        z, block = where.pop(future)
+    for (z, block), future in bounded(submissions(), in_flight(threads)):
         if future.status == "error":
-            error = future.exception()
-            yield BlockFailed(z, block.row, block.col, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            yield BlockFailed(z, block.row, block.col, first_line(future.exception()))
         else:
             yield BlockDone(z, block.row, block.col, *future.result())
+
+
+def in_flight(threads: int) -> int:
+    return max(2, IN_FLIGHT_PER_THREAD * threads)
+
+
+def bounded(submissions: Iterator[tuple[object, object]], limit: int) -> Iterator[tuple[object, object]]:
+    """(key, future) as futures finish, at most ``limit`` in flight: ``submissions`` is
+    advanced -- submitting the next task -- only as one finishes, so the graph stays small."""
+    from distributed import as_completed
+
+    flight = as_completed()
+    where: dict[object, object] = {}
+
+    def top_up() -> None:
+        while len(where) < limit:
+            item = next(submissions, None)
+            if item is None:
+                return
+            key, future = item
+            where[future] = key
+            flight.add(future)
+
+    top_up()
+    for future in flight:
+        yield where.pop(future), future
         future.release()
-        while len(where) < limit and submit_next():
-            pass
+        top_up()
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def warm_up(client, job: Job, workers: dict) -> float:
@@ -183,13 +199,13 @@ def _volume(job: Job) -> VolumeSection:
     return _cached(("volume", job.input), lambda: open_volume(job.input))
 
 
-def _output(job: Job) -> Output:
+def worker_output(job: Job) -> Output:
     import zarr
 
     return _cached(("output", job.output), lambda: Output(Path(job.output), zarr.open_group(job.output, mode="r+")))
 
 
-def _one_line(task):
+def one_line(task):
     """Errors a user can fix travel to the client as one picklable line."""
     def wrapped(*args):
         try:
@@ -205,16 +221,16 @@ def _ready(job: Job) -> None:
     if job.plan.tile:
         segmenter.use_tile(job.plan.tile)
     _volume(job)
-    _output(job)
+    worker_output(job)
 
 
-@_one_line
+@one_line
 def section_range(job: Job, z: int) -> tuple[float, float]:
     """(low, high) intensities of section ``z``, for its normalisation."""
     return page_range(_volume(job), z, _segmenter(job).card.normalization)
 
 
-@_one_line
+@one_line
 def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float] | None) -> tuple[int, float, str, float]:
     """Read, infer, post-process and write one block; returns (pixels, seconds, worker, peak RSS MB).
 
@@ -226,7 +242,10 @@ def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]
     page = start_page(segmenter, volume, z, *intensity, job.plan)
     done = finish_block(infer_block(segmenter, page, block), job.post,
                         keep_probability=job.probabilities is not None, keep_regions=True)
-    _output(job).write(z, block, done.membrane, done.regions, done.probability)
+    output = worker_output(job)
+    ids = done.regions.astype(output.regions.dtype)
+    np.add(ids, output.first_id(z, block), out=ids, where=ids > 0)
+    output.write(z, block, done.membrane, ids, Edges.of(ids).stacked(job.plan.size), done.probability)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return block.core.height * block.core.width, time.perf_counter() - start, f"pid {os.getpid()}", peak_mb
 

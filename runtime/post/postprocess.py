@@ -50,22 +50,6 @@ def membrane_mask(probability: np.ndarray, params: PostProcessing) -> np.ndarray
     raise ValueError(f"unknown post-processing {params.method!r}; choose from {', '.join(METHODS)}")
 
 
-def membrane_and_regions(probability: np.ndarray, params: PostProcessing,
-                         ops: ModuleType | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """The membrane map of ``membrane_mask``, int32 regions 1..n -- the watershed's
-    (which cover every pixel, membranes included), else the 4-connected
-    components of the cell pixels (membrane 0) -- and n."""
-    ops = ops or region_ops()
-    if params.method == "watershed":
-        labels, count = watershed_labels(probability, params, ops)
-        if count:
-            return ops.label_borders(labels), labels, count
-        membrane = probability > params.threshold
-    else:
-        membrane = membrane_mask(probability, params)
-    return membrane, *ops.label(~membrane)
-
-
 def watershed_boundaries(probability: np.ndarray, params: PostProcessing, ops: ModuleType | None = None) -> np.ndarray:
     """Closed 1-pixel membranes between regions flooded from cell seeds (``ops``: the
     region operations to use, by default ``region_ops()``)."""

@@ -52,15 +52,16 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     touching = (above > 0) & (below > 0)
     # One entry per touching pair of runs: where the pair differs from the pixel to its left.
     touching[:, 1:] &= (above[:, 1:] != above[:, :-1]) | (below[:, 1:] != below[:, :-1])
-    roots = _union(count, above[touching], below[touching])
+    roots = union(count, above[touching], below[touching])
     is_root = roots == np.arange(count + 1)
     numbers = np.cumsum(is_root, dtype=np.int32) - 1  # run 0 (background) is its own root: 0
     labels = numbers[roots][runs]
     return labels, int(numbers[-1])
 
 
-def _union(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Root (smallest member) of every run 0..count, given pairs of runs to join."""
+def union(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Root (smallest member) of every element 0..count, given pairs of elements to join
+    (vectorised union-find: runs here, ids at block seams in ``seams``)."""
     parent = np.arange(count + 1, dtype=np.int32)
     while True:
         a, b = parent[first], parent[second]
