@@ -38,6 +38,34 @@ def outputs_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if "_mask" in p.name or "_prob" in p.name or ".tmp" in p.name)
 
 
+def test_regions_are_the_cells_components_unique_across_a_stack(isbi, tmp_path):
+    """--regions: uint32 ids of each section's cells (0 on membrane), numbered on across pages;
+    a folder run afterwards does not take the region files for sections."""
+    from emseg_lite.runtime.post.regions import label
+
+    pages = np.stack([np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)])
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, pages, imagej=True, metadata={"axes": "ZYX"})
+    result = run("segment", stack, "--regions", "--block", "200")
+    assert result.returncode == 0, result.stderr
+    assert "stack_regions.tif" in result.stdout
+    regions = tifffile.imread(tmp_path / "stack_regions.tif")
+    membrane = tifffile.imread(tmp_path / "stack_mask.tif") == 0
+    assert regions.dtype == np.uint32 and regions.shape == pages.shape
+    seen = set()
+    for z in range(3):
+        np.testing.assert_array_equal(regions[z] == 0, membrane[z])
+        cells = label(~membrane[z])[0]
+        pairs = np.unique(np.stack([regions[z].ravel(), cells.ravel()]), axis=1).shape[1]
+        assert pairs == np.unique(cells).size == np.unique(regions[z]).size > 100
+        ids = set(np.unique(regions[z])) - {0}
+        assert not ids & seen
+        seen |= ids
+    assert int(regions.max()) == len(seen)
+    again = run("segment", tmp_path, "-o", tmp_path / "again", "-q")
+    assert again.returncode == 0 and sorted(p.name for p in (tmp_path / "again").iterdir()) == ["stack_mask.tif"]
+
+
 def test_embedded_int8_model_ships_small():
     models = registry.embedded_models()
     assert "int8" in models
@@ -246,9 +274,11 @@ def test_evaluate_on_validation_sections(isbi):
     for method in ("none", "watershed"):
         assert [s["name"] for s in report[method]["slices"]] == [f"{i}.png" for i in range(25, 30)]
         assert 0.5 < report[method]["mean"]["v_rand"] <= 1.0
+    challenge = report["challenge"]  # the leaderboard's figures: best of the threshold sweep
+    assert challenge["v_rand"] >= report["none"]["mean"]["v_rand"] - 1e-9 and 0.8 < challenge["v_info"] <= 1.0
     table = run("evaluate", "--images", isbi / "train" / "images", "--labels", isbi / "train" / "labels",
                 "--sections", "29")
-    assert "V_rand" in table.stdout and "mean" in table.stdout
+    assert "V_rand" in table.stdout and "mean" in table.stdout and "ISBI 2012 challenge figures" in table.stdout
 
 
 def test_evaluate_instance_labels_under_either_metric(data_root):
@@ -256,6 +286,7 @@ def test_evaluate_instance_labels_under_either_metric(data_root):
     args = ("evaluate", "--images", fib / "train-volume.tif", "--labels", fib / "train-labels.tif", "--sections", "49")
     adapted = json.loads(run(*args, "--json").stdout)
     isbi = json.loads(run(*args, "--json", "--metric", "isbi").stdout)
+    assert "challenge" not in adapted  # the ISBI sweep is defined for membrane masks only
     assert adapted["metric"] == "adapted" and isbi["metric"] == "isbi"
     # Thinning removes the threshold mask's thick membranes, which the adapted Rand counts as singletons.
     assert isbi["none"]["mean"]["v_rand"] > adapted["none"]["mean"]["v_rand"] + 0.1

@@ -73,3 +73,7 @@ def evaluate(
     for method, rows in report.per_slice.items():
         for name, s in [*zip(report.names, rows), ("mean", report.mean(method))]:
             typer.echo(f"{name:<{width}}{method:<11}{s.pixel_error:>10.4f}{s.membrane_dice:>8.4f}{s.v_rand:>9.4f}{s.v_info:>9.4f}")
+    if report.challenge:
+        c = report.challenge
+        typer.echo(f"ISBI 2012 challenge figures (thinned, best of cell-probability thresholds 0.0-1.0): "
+                   f"V_rand {c.v_rand:.4f} (at {c.v_rand_threshold:.1f}), V_info {c.v_info:.4f} (at {c.v_info_threshold:.1f})")

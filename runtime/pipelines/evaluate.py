@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from ..core.card import Evaluation, PostProcessing, Scores
-from ..post.metrics import mean_scores, score_slice
+from ..post.metrics import ChallengeScores, challenge_scores, mean_scores, score_slice
 from ..post.postprocess import membrane_mask
 from .datasets import LabeledVolume
 
@@ -27,6 +27,8 @@ class Report:
     names: list[str]
     per_slice: dict[str, list[Scores]]
     metric: str = "isbi"
+    challenge: Optional[ChallengeScores] = None
+    """The ISBI 2012 leaderboard's figures, for membrane-mask labels (``metrics.challenge_scores``)."""
 
     def mean(self, method: str) -> Scores:
         return mean_scores(self.per_slice[method])
@@ -37,6 +39,7 @@ class Report:
     def to_dict(self) -> dict:
         return {
             "metric": self.metric,
+            **({"challenge": dataclasses.asdict(self.challenge)} if self.challenge else {}),
             **{
                 method: {
                     "slices": [{"name": n, **dataclasses.asdict(s)} for n, s in zip(self.names, scores)],
@@ -73,6 +76,10 @@ def score_volume(probabilities: Iterable[np.ndarray], volume: LabeledVolume, pos
 
 def evaluate_volume(predict: Callable[[np.ndarray], np.ndarray], volume: LabeledVolume,
                     post: PostProcessing, metric: Optional[str] = None) -> Report:
-    """Run ``predict`` (slice -> membrane probability) over a volume and score it."""
-    maps = (predict(image) for image in volume.images)
-    return score_volume(maps, volume, both_methods(post), metric)
+    """Run ``predict`` (slice -> membrane probability) over a volume and score it; for
+    membrane masks also with the ISBI challenge's threshold sweep."""
+    maps = [predict(image) for image in volume.images]
+    report = score_volume(maps, volume, both_methods(post), metric)
+    if volume.kind == "membrane":
+        report.challenge = challenge_scores(np.stack(maps), volume.regions)
+    return report
