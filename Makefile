@@ -39,7 +39,7 @@ MIN_STAMP     := $(MIN_VENV)/.installed
 
 export EMSEG_DATA
 
-.PHONY: train finetune finetune-study carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display test bench bench-big pixel-size-study clean
+.PHONY: train finetune finetune-study objects-study objects-scale carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display test bench bench-big pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +132,13 @@ finetune-study: $(STAMP)  ## the fine-tuning figures of docs/finetune-recipe.md:
 		FINETUNE="--sections 0,12,24,36,48"
 	$(MAKE) export RUN=runs/fib-gala MODELS=models/fib-gala
 	$(BIN)/python -m benchmarks.finetune_study $(FIB_GALA)/test-volume.tif $(FIB_GALA)/test-labels.tif models/fib-gala
+
+objects-study: $(STAMP)  ## 3-D objects on fib-gala: chosen on the train volume, scored on the test volume (~3 min, after finetune-study): benchmarks/results/objects.*
+	@test -f models/fib-gala/emseg-int8.tflite || { echo "run make finetune-study first (models/fib-gala)" >&2; exit 2; }
+	$(BIN)/python -m benchmarks.objects_study $(FIB_GALA) models/fib-gala benchmarks/results
+
+objects-scale: $(STAMP)  ## objects at a lab's scale: 100 x 4096² from vnc-stack2 through volume --neurons, 2 workers (~15 min): benchmarks/results/objects_scale.*
+	$(BIN)/python -m benchmarks.objects_scale $(EMSEG_DATA) benchmarks/results
 
 carryover-study: $(STAMP)  ## the same recipe, unchanged, on a volume it never saw: NEUROPROOF=a clone of janelia-flyem/neuroproof_examples (~4 min)
 	@test -d "$(NEUROPROOF)" || { echo "usage: make carryover-study NEUROPROOF=path/to/neuroproof_examples" >&2; exit 2; }

@@ -303,6 +303,10 @@ def test_cli_choices_are_the_libraries():
 
     assert tuple(kind.value for kind in common.LabelKind) == labels.KINDS
     assert tuple(metric.value for metric in common.Metric) == metrics.METRICS
+    from emseg_lite.runtime.cli import neurons
+    from emseg_lite.runtime.post import objects
+
+    assert tuple(scoring.value for scoring in neurons.Scoring) == tuple(objects.SCORINGS)
 
 
 def test_help_loads_neither_model_nor_interpreter():

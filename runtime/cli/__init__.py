@@ -10,7 +10,7 @@ May import: every layer below; nothing imports it.
 """
 from __future__ import annotations
 
-from . import evaluate, info, segment, volume, watch  # noqa: F401 -- each registers its command on ``app``
+from . import evaluate, info, neurons, segment, volume, watch  # noqa: F401 -- each registers its command on ``app``
 from .common import app
 
 

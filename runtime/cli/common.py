@@ -90,3 +90,13 @@ def load(model, threads, delegate=None, tile=None, overlap=None):
         return Segmenter.load(model, threads=threads, delegate=delegate, tile=tile, overlap=overlap)
     except (EmsegError, ValueError) as exc:
         raise fail(exc) from None
+
+
+def dask_client(address: str):
+    """A client of the running dask scheduler at ``address`` (volume, neurons)."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=30)
+    except (OSError, TimeoutError) as exc:
+        raise fail(f"{address}: cannot reach the dask scheduler ({exc})") from None

@@ -19,9 +19,11 @@ from .common import (
     PixelSizeOption,
     ResampleOption,
     app,
+    dask_client,
     error,
     fail,
 )
+from .neurons import OBJECT_BLOCK, Voxels, isotropic_voxels, run_objects
 
 
 class ProbabilityType(str, Enum):
@@ -44,6 +46,10 @@ def volume(
         help="Also store the membrane probability, as uint8 (0-255) or float16.")] = None,
     resample: ResampleOption = False,
     pixel_size_nm: PixelSizeOption = None,
+    neurons: Annotated[bool, typer.Option("--neurons", help=(
+        "Then 3-D objects: labels/fragments and labels/neurons (as emseg-lite neurons; stores probabilities)."))] = False,
+    voxels: Annotated[Voxels, typer.Option(
+        help="With --neurons: isotropic (FIB-SEM: xz and yz planes too), anisotropic, or auto.")] = Voxels.auto,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run: only blocks not done.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
@@ -66,6 +72,8 @@ def volume(
 
     if scheduler and workers:
         raise fail("--workers starts a local cluster; with --scheduler the cluster is already there")
+    if neurons and probabilities is None:
+        probabilities = ProbabilityType.uint8  # the objects are made from them
     try:
         model_path = registry.resolve(model).resolve()
         card = ModelCard.load(card_path_for(model_path))
@@ -80,8 +88,8 @@ def volume(
         output = engine.open_or_create(job, source, card, resume, overwrite)
     except EmsegError as exc:
         raise fail(exc) from None
-    client = engine.local_cluster(workers, threads) if scheduler is None else _client(scheduler)
-    done_events, failures = [], []
+    client = engine.local_cluster(workers, threads) if scheduler is None else dask_client(scheduler)
+    done_events, failures, objects_failed = [], [], 0
     try:
         events = engine.run(job, output, source, client)
         first = next(events)
@@ -102,6 +110,8 @@ def volume(
         seconds = time.perf_counter() - started
         if not failures:
             failures = _stitch(job, output, source, client, input, quiet)
+        if neurons and not failures:
+            objects_failed = run_objects(_objects_job(job, card, voxels, source, out), output.group, client, quiet, out)
     finally:
         client.close()
         source.close()
@@ -114,6 +124,8 @@ def volume(
                    f"peak RSS per worker {peak:.0f} MB -> {out}", err=True)
     if failures:
         raise typer.Exit(EXIT_SOME_FAILED if done_events else EXIT_NOTHING_DONE)
+    if objects_failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def _stitch(job, output, source, client, input: Path, quiet: bool) -> list:
@@ -141,10 +153,10 @@ def _stitch(job, output, source, client, input: Path, quiet: bool) -> list:
     return failures
 
 
-def _client(address: str):
-    from distributed import Client
+def _objects_job(job, card, voxels: Voxels, source, out: Path):
+    from ..pipelines.neurons import ObjectsJob
 
-    try:
-        return Client(address, timeout=30)
-    except (OSError, TimeoutError) as exc:
-        raise fail(f"{address}: cannot reach the dask scheduler ({exc})") from None
+    scale = source.scale
+    isotropic = isotropic_voxels(voxels, {"z": scale.z, "y": scale.y}, card.objects.isotropic_ratio, out)
+    return ObjectsJob(job.input, job.output, job.model, job.threads, OBJECT_BLOCK, card.objects.scoring,
+                      card.objects.threshold, isotropic)

@@ -79,6 +79,19 @@ class PostProcessing:
 
 
 @dataclass(frozen=True)
+class Objects:
+    """How a volume's membranes become 3-D objects (``post.objects``, ``emseg-lite neurons``):
+    fragments merge while the ``scoring`` of their shared face (``objects.SCORINGS``) stays
+    below ``threshold``, chosen on fib-gala's train volume (``make objects-study``). Voxels
+    whose section spacing is at most ``isotropic_ratio`` pixels count as isotropic: the
+    network then also looks at the volume's xz and yz planes."""
+
+    threshold: float = 0.5
+    scoring: str = "quantile-75"
+    isotropic_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
 class Tiling:
     """Static model input ``tile`` (pixels, square) and the ``halo`` cropped from
     each side of a tile's output. ``align`` is the network's total down-sampling:
@@ -225,6 +238,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     full_model: Optional[ModelFile] = None
     comparison: Optional[Comparison] = None
+    objects: Objects = field(default_factory=Objects)
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
 

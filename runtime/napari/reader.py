@@ -8,7 +8,8 @@ Two kinds of output are recognised, and nothing else (a plain PNG stays napari's
   layer (1 = membrane);
 * a ``volume`` output (``*.ome.zarr`` whose attributes say emseg-lite wrote it):
   its input volume (read lazily, section by section), the probabilities when
-  stored, and ``labels/membrane`` and ``labels/regions``, all lazy dask arrays.
+  stored, ``labels/membrane`` and ``labels/regions``, and ``labels/neurons`` (with its
+  ``labels/fragments``, hidden) where ``emseg-lite neurons`` wrote them, all lazy dask arrays.
 
 Scales come from the files' metadata: nm per pixel for a section's outputs (the
 input's, else the output's own), the OME-Zarr's own scale and unit for a volume;
@@ -120,9 +121,10 @@ def _read_volume(path: Path) -> list[LayerData]:
         layers.append((probabilities, {"name": f"{path.name} probability", "scale": scale, "colormap": "magma",
                                        "contrast_limits": (0.0, top), "opacity": 0.5, "blending": "additive"},
                        "image"))
-    for name in ("membrane", "regions"):
-        layers.append((da.from_zarr(group[f"labels/{name}/0"]), {"name": f"{path.name} {name}", "scale": scale},
-                       "labels"))
+    for name in ("membrane", "regions", "fragments", "neurons"):
+        if f"labels/{name}/0" in group:  # fragments and neurons once emseg-lite neurons has run
+            layers.append((da.from_zarr(group[f"labels/{name}/0"]),
+                           {"name": f"{path.name} {name}", "scale": scale, "visible": name != "fragments"}, "labels"))
     return layers
 
 

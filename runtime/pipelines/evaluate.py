@@ -15,7 +15,8 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from ..core.card import Evaluation, PostProcessing, Scores
-from ..post.metrics import ChallengeScores, challenge_scores, mean_scores, score_slice
+from ..core.errors import InputError
+from ..post.metrics import ChallengeScores, ObjectScores, challenge_scores, mean_scores, object_scores, score_slice
 from ..post.postprocess import membrane_mask
 from .datasets import LabeledVolume
 
@@ -83,3 +84,18 @@ def evaluate_volume(predict: Callable[[np.ndarray], np.ndarray], volume: Labeled
     if volume.kind == "membrane":
         report.challenge = challenge_scores(np.stack(maps), volume.regions)
     return report
+
+
+OBJECT_LABELS = ("neurons", "fragments", "regions")
+"""The label images of a volume output that ``score_objects`` scores, when present."""
+
+
+def score_objects(group, truth: np.ndarray, source) -> dict[str, ObjectScores]:
+    """3-D scores of a volume output's label images (an open zarr group) against instance
+    ids ``truth`` (z, y, x; 0 = boundary, not scored); ``source`` names the output in errors."""
+    present = [name for name in OBJECT_LABELS if f"labels/{name}/0" in group]
+    shape = group["labels/membrane/0"].shape
+    if truth.shape != tuple(shape):
+        raise InputError(source, f"holds a {' x '.join(map(str, shape))} volume; the labels are "
+                                 f"{' x '.join(map(str, truth.shape))}")
+    return {name: object_scores(truth, np.asarray(group[f"labels/{name}/0"])) for name in present}

@@ -175,7 +175,7 @@ _CACHE: dict[tuple, object] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _cached(key: tuple, make):
+def cached(key: tuple, make):
     """One object per worker process and thread (interpreters and file handles are not thread-safe)."""
     key = (*key, threading.get_ident())
     with _CACHE_LOCK:
@@ -184,25 +184,25 @@ def _cached(key: tuple, make):
         return _CACHE[key]
 
 
-def _segmenter(job: Job):
+def worker_segmenter(model: str, threads: int):
     from ..engine.amx import forgo_amx
     from .segmenter import Segmenter
 
     def make():
         forgo_amx()
-        return Segmenter.load(job.model, threads=job.threads)
+        return Segmenter.load(model, threads=threads)
 
-    return _cached(("segmenter", job.model, job.threads), make)
+    return cached(("segmenter", model, threads), make)
 
 
-def _volume(job: Job) -> VolumeSection:
-    return _cached(("volume", job.input), lambda: open_volume(job.input))
+def worker_volume(path: str) -> VolumeSection:
+    return cached(("volume", path), lambda: open_volume(path))
 
 
 def worker_output(job: Job) -> Output:
     import zarr
 
-    return _cached(("output", job.output), lambda: Output(Path(job.output), zarr.open_group(job.output, mode="r+")))
+    return cached(("output", job.output), lambda: Output(Path(job.output), zarr.open_group(job.output, mode="r+")))
 
 
 def one_line(task):
@@ -217,17 +217,17 @@ def one_line(task):
 
 
 def _ready(job: Job) -> None:
-    segmenter = _segmenter(job)
+    segmenter = worker_segmenter(job.model, job.threads)
     if job.plan.tile:
         segmenter.use_tile(job.plan.tile)
-    _volume(job)
+    worker_volume(job.input)
     worker_output(job)
 
 
 @one_line
 def section_range(job: Job, z: int) -> tuple[float, float]:
     """(low, high) intensities of section ``z``, for its normalisation."""
-    return page_range(_volume(job), z, _segmenter(job).card.normalization)
+    return page_range(worker_volume(job.input), z, worker_segmenter(job.model, job.threads).card.normalization)
 
 
 @one_line
@@ -236,8 +236,8 @@ def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]
 
     ``intensity``: the section's range, or None to take it here (a section of one block)."""
     start = time.perf_counter()
-    segmenter = _segmenter(job)
-    volume = _volume(job)
+    segmenter = worker_segmenter(job.model, job.threads)
+    volume = worker_volume(job.input)
     intensity = intensity or page_range(volume, z, segmenter.card.normalization)
     page = start_page(segmenter, volume, z, *intensity, job.plan)
     done = finish_block(infer_block(segmenter, page, block), job.post,

@@ -1,0 +1,144 @@
+"""Where a volume's objects live inside its OME-Zarr output (``emseg-lite neurons``).
+
+Beside the section labels of ``omezarr``:
+
+    labels/fragments/0  uint32 (uint64 for huge volumes): 3-D supervoxels, ids unique
+    labels/neurons/0    the same type: fragments joined at the output's threshold
+    objects/faces       per object block, the fragment ids on its core's four side faces
+    objects/face_probability   and the membrane probability there (float16)
+    objects/merges/R_C  per block, the merge history: fragment id pairs (n, 2) ...
+    objects/scores/R_C  ... and the score of each merge (n,)
+    objects/fragmented  one byte per object block, 1 once its fragments and merges are written
+    objects/labelled    one byte per object block, 1 once its neurons are written
+
+Object blocks span every section and ``block`` x ``block`` pixels: the merge
+history of a block is its own, and the client joins blocks at their faces.
+"objects" in the root attributes holds the parameters; a run with other
+parameters than the stored ones starts the objects again, one with only another
+threshold rewrites the neurons only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import OutputError
+from ..core.geometry import Region
+from .omezarr import image_label, multiscales, scale_of
+
+FACES = ("top", "bottom", "left", "right")
+
+
+class ObjectStore:
+    """The objects of one OME-Zarr output, for reading and writing blocks."""
+
+    def __init__(self, path: Path, group):
+        self.path = path
+        self.group = group
+        self.fragments = group["labels/fragments/0"]
+        self.neurons = group["labels/neurons/0"]
+        objects = group["objects"]
+        self.faces = objects["faces"]
+        self.face_probability = objects["face_probability"]
+        self.fragmented = objects["fragmented"]
+        self.labelled = objects["labelled"]
+        self.parameters = dict(group.attrs["emseg-lite"]["objects"])
+        self.block = int(self.parameters["block"])
+
+    @property
+    def depth(self) -> int:
+        return self.fragments.shape[0]
+
+    def first_id(self, row: int, col: int) -> int:
+        """A block's fragment ids are this + 1, + 2, ...: unique across the volume."""
+        cols = self.fragmented.shape[1]
+        return (row * cols + col) * self.depth * self.block * self.block
+
+    def write_block(self, row: int, col: int, core: Region, fragments: np.ndarray, probability: np.ndarray,
+                    pairs: np.ndarray, scores: np.ndarray) -> None:
+        """A block's fragments (z, y, x), its faces and merge history; then mark it fragmented."""
+        self.fragments[:, core.slices[0], core.slices[1]] = fragments.astype(self.fragments.dtype)
+        lines = np.zeros((4, self.depth, self.block), dtype=self.faces.dtype)
+        chance = np.zeros((4, self.depth, self.block), dtype=np.float16)
+        for index, (ids, p) in enumerate(_faces(fragments, probability)):
+            lines[index, :, :ids.shape[1]] = ids
+            chance[index, :, :ids.shape[1]] = p
+        self.faces[row, col] = lines
+        self.face_probability[row, col] = chance
+        merges = self.group["objects/merges"]
+        name = f"{row}_{col}"
+        merges.create_array(name, shape=pairs.shape, dtype=np.uint64, overwrite=True)[...] = pairs
+        self.group["objects/scores"].create_array(name, shape=scores.shape, dtype=np.float32,
+                                                  overwrite=True)[...] = scores
+        self.fragmented[row, col] = 1
+
+    def history(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        name = f"{row}_{col}"
+        return np.asarray(self.group[f"objects/merges/{name}"]), np.asarray(self.group[f"objects/scores/{name}"])
+
+    def write_neurons(self, row: int, col: int, core: Region, neurons: np.ndarray) -> None:
+        self.neurons[:, core.slices[0], core.slices[1]] = neurons.astype(self.neurons.dtype)
+        self.labelled[row, col] = 1
+
+
+def _faces(fragments: np.ndarray, probability: np.ndarray):
+    """(ids, probability) on the top, bottom, left and right faces, each (z, length)."""
+    yield fragments[:, 0, :], probability[:, 0, :]
+    yield fragments[:, -1, :], probability[:, -1, :]
+    yield fragments[:, :, 0], probability[:, :, 0]
+    yield fragments[:, :, -1], probability[:, :, -1]
+
+
+def object_dtype(shape: tuple[int, int, int], block: int) -> np.dtype:
+    depth, height, width = shape
+    blocks = -(-height // block) * -(-width // block)
+    return np.dtype(np.uint32 if (blocks + 1) * depth * block * block < 2**32 else np.uint64)
+
+
+def open_objects(path: Path, group, parameters: dict, chunks: tuple[int, int]) -> ObjectStore:
+    """The objects of ``group`` for ``parameters``, on blocks of ``chunks`` (height, width) px:
+    created (again) unless they exist with the same parameters, but perhaps another
+    threshold, whose neurons are then rewritten."""
+    stored = group.attrs["emseg-lite"].get("objects")
+    same = stored is not None and {k: v for k, v in stored.items() if k != "threshold"} == \
+        {k: v for k, v in parameters.items() if k != "threshold"} and "objects" in group
+    try:
+        if not same:
+            _create(group, parameters, chunks)
+        attrs = dict(group.attrs["emseg-lite"])
+        if same and stored["threshold"] != parameters["threshold"]:
+            group["objects/labelled"][...] = 0
+        attrs["objects"] = parameters
+        group.attrs["emseg-lite"] = attrs
+    except OSError as exc:
+        raise OutputError(path, f"cannot write ({exc.strerror or exc})") from None
+    return ObjectStore(path, group)
+
+
+def _create(group, parameters: dict, chunks: tuple[int, int]) -> None:
+    from numcodecs import Zstd
+
+    membrane = group["labels/membrane/0"]
+    shape = membrane.shape
+    block = int(parameters["block"])
+    rows, cols = -(-shape[1] // chunks[0]), -(-shape[2] // chunks[1])
+    dtype = object_dtype(shape, block)
+    compressors = [Zstd(level=1)]
+    labels = group["labels"]
+    scale = scale_of(group["labels/membrane"])
+    for name in ("fragments", "neurons"):
+        image = labels.create_group(name, overwrite=True)
+        image.create_array("0", shape=shape, chunks=(1, *chunks), dtype=dtype, fill_value=0, compressors=compressors)
+        image.attrs.update(multiscales=multiscales(name, "0", scale), **{"image-label": image_label(None)})
+    labels.attrs["labels"] = [*[n for n in labels.attrs["labels"] if n not in ("fragments", "neurons")],
+                              "fragments", "neurons"]
+    objects = group.create_group("objects", overwrite=True)
+    objects.create_array("faces", shape=(rows, cols, 4, shape[0], block), chunks=(1, 1, 4, shape[0], block),
+                         dtype=dtype, fill_value=0, compressors=compressors)
+    objects.create_array("face_probability", shape=(rows, cols, 4, shape[0], block),
+                         chunks=(1, 1, 4, shape[0], block), dtype=np.float16, fill_value=0, compressors=compressors)
+    for flags in ("fragmented", "labelled"):
+        objects.create_array(flags, shape=(rows, cols), chunks=(1, 1), dtype=np.uint8, fill_value=0)
+    objects.create_group("merges")
+    objects.create_group("scores")

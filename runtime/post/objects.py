@@ -1,0 +1,128 @@
+"""From membrane probability in 3-D to objects: fragments, scored merges, neurons at a threshold.
+
+The scheme is the one of lsd/daisy, with waterz (funkelab) doing the graph work:
+
+* **affinities** between face-neighbouring voxels, 1 - the larger membrane
+  probability of the two (``affinities``): high inside a cell, low across a membrane;
+* **fragments**: waterz's watershed of that affinity graph, in 3-D;
+* **merges**: waterz's hierarchical agglomeration, which merges the two fragments
+  whose shared face scores lowest, re-scores the merged region's faces and goes
+  on. Its merge history -- pairs of fragment ids and the score at which they
+  merged -- is kept whole, so that neurons at any threshold are the connected
+  components of the merges below it (``Agglomeration.merge``): another threshold
+  costs a union-find over the history, not a rerun.
+
+Measured on fib-gala (FIB-SEM, both volumes, the fine-tuned recipe's int8 model,
+2026-12-05, 2-core Intel Xeon): hierarchical agglomeration scored VI 0.40 on the
+train volume where a single linkage of static face scores reached 0.54, and 0.75
+against 0.85 on the test volume; fragments from waterz's 3-D watershed beat 2-D
+section regions linked across z (VI 1.34 on train at best). ``SCORINGS`` names
+the precompiled waterz scoring functions that the card may choose.
+
+waterz prints progress from C++ to standard output; ``quiet_stdout`` keeps it out
+of the CLI's output.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .seams import Merge
+
+SCORINGS = {
+    "mean": "OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>",
+    "quantile-50": "OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, false>>",
+    "quantile-75": "OneMinus<HistogramQuantileAffinity<RegionGraphType, 75, ScoreValue, 256, false>>",
+}
+"""Face scores: 1 - the mean, median or upper-quartile affinity across the shared face."""
+MIN_AFFINITY = 1e-3
+"""Above waterz's watershed floor (1e-4), so that no voxel is left out of the fragments."""
+
+
+def affinities(probability: np.ndarray) -> np.ndarray:
+    """(3, z, y, x) float32: affinity of each voxel with its predecessor along z, y, x
+    (waterz's layout); 0 where there is no predecessor. Probability is capped at
+    ``1 - MIN_AFFINITY``: waterz leaves voxels whose every affinity is below its
+    watershed's floor out of all fragments, and objects should cover every voxel."""
+    p = np.minimum(np.asarray(probability, dtype=np.float32), 1.0 - MIN_AFFINITY)
+    affs = np.zeros((3, *p.shape), dtype=np.float32)
+    for axis, (here, before) in enumerate(((p[1:], p[:-1]), (p[:, 1:], p[:, :-1]), (p[:, :, 1:], p[:, :, :-1]))):
+        out = affs[axis][tuple(slice(1, None) if a == axis else slice(None) for a in range(3))]
+        np.maximum(here, before, out=out)
+        np.subtract(1.0, out, out=out)  # in place: no temporary of the block's size
+    return affs
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Standard output (file descriptor 1, where C++ writes) sent to /dev/null meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@dataclass(frozen=True)
+class Agglomeration:
+    """Merges as pairs of fragment ids (n, 2) and the score at which each happened (n,)."""
+
+    pairs: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, parts: list["Agglomeration"]) -> "Agglomeration":
+        if not parts:
+            return cls(np.zeros((0, 2), np.uint64), np.zeros(0, np.float32))
+        return cls(np.concatenate([p.pairs for p in parts]), np.concatenate([p.scores for p in parts]))
+
+    def merge(self, threshold: float) -> Merge:
+        """Which fragments are one object at ``threshold``: every merge scored below it."""
+        return Merge.of(self.pairs[self.scores < threshold].astype(np.int64))
+
+
+def fragments_and_merges(probability: np.ndarray, first_id: int, scoring: str) -> tuple[np.ndarray, Agglomeration]:
+    """(uint64 fragments numbered from ``first_id`` + 1, 0 nowhere; their merge history)
+    for one block of membrane probability (z, y, x)."""
+    import waterz
+
+    affs = affinities(probability)
+    # one waterz call, one region graph: the segmentation at threshold 0 is the fragments
+    # (no face scores below 0), the history from there to 1 is every merge
+    fragments, history = None, []
+    with quiet_stdout():
+        for segmentation, merges in waterz.agglomerate(affs, [0.0, 1.0], scoring_function=SCORINGS[scoring],
+                                                       return_merge_history=True):
+            if fragments is None:
+                fragments = segmentation.copy()  # waterz goes on merging in this very array
+            else:
+                history = merges
+    pairs = np.array([(m["a"], m["b"]) for m in history], dtype=np.uint64).reshape(-1, 2)
+    # waterz merges in order of score; a re-scored face can come out a little lower than the
+    # merge before it, and the history must mean "merged below t" for every t
+    scores = np.maximum.accumulate(np.array([m["score"] for m in history], dtype=np.float32)) if history else \
+        np.zeros(0, np.float32)
+    fragments[fragments > 0] += np.uint64(first_id)
+    return fragments, Agglomeration(pairs + np.uint64(first_id), scores)
+
+
+def face_merges(ids: np.ndarray, probability: np.ndarray, other_ids: np.ndarray,
+                other_probability: np.ndarray) -> Agglomeration:
+    """Candidate merges across a face between two blocks' fragments: each pair of ids that
+    faces each other, scored by the mean membrane probability (the larger of each voxel
+    pair) over their contact -- waterz's mean scoring, without re-scoring."""
+    u, v = ids.ravel().astype(np.uint64), other_ids.ravel().astype(np.uint64)
+    boundary = np.maximum(probability, other_probability).ravel().astype(np.float64)
+    both = (u > 0) & (v > 0)
+    keys, inverse = np.unique(np.stack([u[both], v[both]], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    means = np.bincount(inverse, weights=boundary[both], minlength=len(keys)) / np.bincount(inverse, minlength=len(keys))
+    return Agglomeration(keys.astype(np.uint64), means.astype(np.float32))
