@@ -36,10 +36,12 @@ ZOO_STAMP     := $(ZOO_VENV)/.installed
 # the slim runtime with the oldest ai-edge-litert that pyproject.toml allows
 MIN_VENV      ?= .venv-litert-min
 MIN_STAMP     := $(MIN_VENV)/.installed
+# Mesa's software Vulkan (lavapipe) in a private folder: the GPU route's tests run on it
+VULKAN        ?= .vulkan
 
 export EMSEG_DATA
 
-.PHONY: train finetune finetune-study objects-study objects-scale carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display test bench bench-big pixel-size-study clean
+.PHONY: gpu-variant train finetune finetune-study objects-study objects-scale carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display software-vulkan test bench bench-big bench-gpu pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,8 +94,24 @@ check-litert-min: $(MIN_STAMP)  ## the runtime's tests, embedded models included
 check-aarch64: $(STAMP)  ## the slim runtime on aarch64 under qemu-user, masks compared with x86-64 (root)
 	bash tests/check_aarch64.sh
 
+gpu-variant: $(STAMP)  ## float16 on 2048-px GPU tiles from the shipped Keras model (gated like int8), shipped in runtime/models
+	work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && cp $(SHIPPED) $$work/ && cp $(SHIPPED:.keras=.json) $$work/card.json && \
+	$(BIN)/python -m emseg_lite.export $$work --out $$work/out --variant float16-2048 && \
+	$(BIN)/python -c "$$NAME_SHIPPED_FULL_MODEL" $$work/out/emseg-float16-2048.json $(SHIPPED:.keras=.json) && \
+	cp $$work/out/emseg-float16-2048.tflite $$work/out/emseg-float16-2048.json runtime/models/
+
+# export re-saves the full model it converted from (another sha256 for the same weights): the
+# card names the shipped file instead, which fine-tuning from this variant then finds.
+define NAME_SHIPPED_FULL_MODEL
+import dataclasses, sys
+from emseg_lite.runtime.core.card import ModelCard
+card = ModelCard.load(sys.argv[1])
+dataclasses.replace(card, full_model=ModelCard.load(sys.argv[2]).model).save(sys.argv[1])
+endef
+export NAME_SHIPPED_FULL_MODEL
+
 embed:  ## ship the exported int8, float16 and float32 models, and their float Keras model, inside the package
-	cp $(foreach v,int8 float16 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) \
+	cp $(foreach v,int8 float16 float16-2048 float32,$(MODELS)/emseg-$(v).tflite $(MODELS)/emseg-$(v).json) \
 	   $(MODELS)/emseg-keras.keras $(MODELS)/emseg-keras.json runtime/models/
 
 lint: $(STAMP)  ## ruff (imports sorted, no unused or undefined names) over the whole tree
@@ -106,8 +124,13 @@ QT_DEBS := xvfb libgl1 libegl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 lib
 display:  ## Xvfb and Qt's libraries for the napari plugin's tests (apt-get, as root; nothing where Xvfb exists or a display is set)
 	@[ -n "$$DISPLAY" ] || command -v Xvfb >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(QT_DEBS); }
 
-test: lint display $(ZOO_STAMP)  ## lint, unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
-	$(BIN)/python -m pytest tests --ignore=tests/test_napari.py
+software-vulkan: $(VULKAN)/env.sh  ## lavapipe from bookworm-backports in $(VULKAN) (apt download + dpkg -x; system untouched)
+
+$(VULKAN)/env.sh: tests/software_vulkan.sh
+	bash tests/software_vulkan.sh $(VULKAN)
+
+test: lint display software-vulkan $(ZOO_STAMP)  ## lint, unit + integration tests, the oldest LiteRT, then the benchmarks in quick mode
+	EMSEG_VULKAN=$(abspath $(VULKAN)) $(BIN)/python -m pytest tests --ignore=tests/test_napari.py
 	$(BIN)/python -m pytest tests/test_napari.py  # a process without TensorFlow: see the module's docstring
 	$(MAKE) check-litert-min
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-min-rounds=1 --benchmark-max-time=0.05 --benchmark-warmup=off
@@ -123,6 +146,11 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 	EMSEG_BIG_SIDES=20000,30000 EMSEG_BIG_ROUNDS=5 $(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only \
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
+
+bench-gpu: $(STAMP)  ## on a machine with a GPU: latency per variant, then a 20000 px mosaic end to end with float16 and float16-2048
+	$(BIN)/python -m pytest benchmarks/test_latency.py -k gpu --benchmark-only -rs
+	for model in float16 float16-2048; do EMSEG_BIG_SIDES=20000 EMSEG_BIG_ACCELERATOR=gpu EMSEG_BIG_MODEL=$$model \
+		$(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only -s -k watershed || exit 1; done
 
 pixel-size-study: $(STAMP)  ## does --resample help? ISBI re-imaged at 2.67-8 nm, fib-gala at assumed sizes (~2 min): docs/pixel-size.md
 	$(BIN)/python -m benchmarks.pixel_size_study $(EMSEG_DATA)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from emseg_lite.export.agreement import agreement
+from emseg_lite.runtime.engine.gpu import GpuUnavailable
 from emseg_lite.runtime.formats.reader import read_slices
 from emseg_lite.runtime.pipelines import batch
 from emseg_lite.runtime.pipelines.segmenter import Segmenter
@@ -85,6 +86,22 @@ def test_embedded_model(benchmark, record, embedded, isbi_slice, variant, thread
     probability = benchmark(segmenter.probabilities, image)
     record(origin="embedded", **_figures(segmenter, probability, _tflite_reference(embedded, image), truth,
                                          embedded.floors_apply and variant != "float32", variant, image.size))
+
+
+@pytest.mark.parametrize("variant", ["float16", "float16-2048", "float32", "int8"])
+def test_embedded_model_on_gpu(benchmark, record, embedded, isbi_slice, variant):
+    """The GPU route (LiteRT's WebGPU accelerator) wherever an adapter is present; agreement
+    is with the same reference as the CPU rows, so the two read side by side."""
+    image, truth = isbi_slice
+    try:
+        segmenter = Segmenter.load(variant, accelerator="gpu")
+    except GpuUnavailable as exc:
+        pytest.skip(f"skipped: no GPU adapter ({exc.reason})")
+    segmenter.probabilities(image)  # compiles the GPU's kernels: not part of the latency
+    probability = benchmark(segmenter.probabilities, image)
+    record(origin="embedded", accelerator=segmenter.placement,
+           **_figures(segmenter, probability, _tflite_reference(embedded, image), truth,
+                      embedded.floors_apply and variant != "float32", variant, image.size))
 
 
 def test_embedded_int8_tiled_1024_big_endian_tiff(benchmark, record, embedded, vnc_path):

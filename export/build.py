@@ -35,8 +35,8 @@ from . import convert
 from .agreement import agreement
 
 log = logging.getLogger(__name__)
-GATED = ("int8",)
-"""Variants whose agreement below the floor fails the export (the one that ships)."""
+GATED = ("int8", "float16-2048")
+"""Variants whose agreement below the floor fails the export: the CPU's default and the GPU's tile."""
 REPRESENTATIVE_TILES = 48
 
 
@@ -49,8 +49,9 @@ def export_run(run_dir: Path, out: Path, floor: float, data: str | None = None,
     run_card = ModelCard.load(run_dir / "card.json")
     run_card.check_model_file(run_dir / run_card.model.file)
     float_model = keras.models.load_model(run_dir / run_card.model.file, compile=False)
-    models = {"float32": float_model, "float16": float_model, "int8": qat.load(run_dir / "qat.h5"),
-              "int8-ptq": float_model}
+    models = {"float32": float_model, "float16": float_model, "float16-2048": float_model, "int8-ptq": float_model}
+    if "int8" in variants:
+        models["int8"] = qat.load(run_dir / "qat.h5")
     training = run_card.training
     volume = training_volume(training, data)
     train = volume.select(training.train_sections)
@@ -72,12 +73,13 @@ def export_run(run_dir: Path, out: Path, floor: float, data: str | None = None,
         log.info("converting %s", variant)
         path = out / f"emseg-{variant}.tflite"
         model = models[variant]
+        tile = convert.tile_of(variant, tiling.tile)
         if variant.startswith("int8"):
-            payload = convert.to_int8(model, tiling.tile, representative)
+            payload = convert.to_int8(model, tile, representative)
         else:
-            payload = getattr(convert, f"to_{variant}")(model, tiling.tile)
+            payload = getattr(convert, f"to_{variant.split('-')[0]}")(model, tile)
         atomic_write_bytes(path, payload)
-        card = dataclasses.replace(_describe(run_card, variant, path), full_model=full_card.model)
+        card = dataclasses.replace(_describe(run_card, variant, path, tile), full_model=full_card.model)
         card.save(card_path_for(path))
         segmenter = Segmenter.load(path, threads=threads)
         maps = [segmenter.probabilities(image) for image in val.images]
@@ -103,8 +105,8 @@ def export_run(run_dir: Path, out: Path, floor: float, data: str | None = None,
     return cards
 
 
-def _describe(run_card: ModelCard, variant: str, path: Path) -> ModelCard:
-    """The variant's card before measurement: file, tensors, versions."""
+def _describe(run_card: ModelCard, variant: str, path: Path, tile: int) -> ModelCard:
+    """The variant's card before measurement: file, tensors, tile, versions."""
     interpreter = backend().interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     if variant.startswith("int8"):
@@ -118,6 +120,10 @@ def _describe(run_card: ModelCard, variant: str, path: Path) -> ModelCard:
         model=ModelFile(path.name, path.stat().st_size, file_sha256(path)),
         input=tensor_spec(inp),
         output=tensor_spec(outp),
+        tiling=dataclasses.replace(run_card.tiling, tile=tile),
+        architecture=dataclasses.replace(  # convolutions: work in proportion to pixels
+            run_card.architecture,
+            macs_per_tile=run_card.architecture.macs_per_tile * tile ** 2 // run_card.tiling.tile ** 2),
         agreement=None,
         versions={**run_card.versions, "tflite_converter": tf.__version__,
                   "measured_with": f"{backend().name} {backend().version}"},

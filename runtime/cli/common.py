@@ -28,6 +28,14 @@ class Post(str, Enum):
     watershed = "watershed"
 
 
+class Accelerator(str, Enum):
+    """``engine.model.ACCELERATORS``."""
+
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
 class LabelKind(str, Enum):
     """``labels.KINDS``, as choices the CLI can list without importing numpy."""
 
@@ -75,21 +83,33 @@ ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="Interpreter t
 ResampleOption = Annotated[bool, typer.Option(
     "--resample", help="Run the network at the model's pixel size (inputs' from their metadata or --pixel-size-nm); "
                        "outputs stay on the inputs' grid. Off by default: see docs/pixel-size.md.")]
+AcceleratorOption = Annotated[Accelerator, typer.Option(
+    help="gpu: LiteRT's WebGPU accelerator (Vulkan on Linux: libvulkan1 and the GPU's driver); cpu: XNNPACK; "
+         "auto: the GPU where one is found, else the CPU. One line says which ran and why.")]
 PixelSizeOption = Annotated[Optional[float], typer.Option(
     "--pixel-size-nm", min=0.01, help="The inputs' pixel size in nm, where their files do not say it.")]
 
 
-def load(model, threads, delegate=None, tile=None, overlap=None):
-    """The ``Segmenter`` for ``--model``, XNNPACK kept off AMX (``engine.amx``); exit 2 if it cannot load."""
+def load(model, threads, delegate=None, tile=None, overlap=None, accelerator: Accelerator | None = None):
+    """The ``Segmenter`` for ``--model`` on ``--accelerator`` (the CPU where a command has none),
+    XNNPACK kept off AMX (``engine.amx``); exit 2 if it cannot load."""
     from ..core.errors import EmsegError
     from ..engine.amx import forgo_amx
     from ..pipelines.segmenter import Segmenter
 
     forgo_amx()
     try:
-        return Segmenter.load(model, threads=threads, delegate=delegate, tile=tile, overlap=overlap)
+        segmenter = Segmenter.load(model, threads=threads, delegate=delegate, tile=tile, overlap=overlap,
+                                   accelerator=accelerator.value if accelerator else "cpu")
     except (EmsegError, ValueError) as exc:
         raise fail(exc) from None
+    return segmenter
+
+
+def tell_placement(segmenter) -> None:
+    """The one line saying which accelerator runs and why: printed once work is under way, so
+    that a refused input stays a one-line error."""
+    typer.echo(f"accelerator: {segmenter.placement}", err=True)
 
 
 def dask_client(address: str):

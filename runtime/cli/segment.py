@@ -17,6 +17,8 @@ import typer
 from .common import (
     EXIT_NOTHING_DONE,
     EXIT_SOME_FAILED,
+    Accelerator,
+    AcceleratorOption,
     ModelOption,
     PixelSizeOption,
     Post,
@@ -26,6 +28,7 @@ from .common import (
     error,
     fail,
     load,
+    tell_placement,
 )
 
 
@@ -35,6 +38,7 @@ def segment(
     out: Annotated[Optional[Path], typer.Option("--out", "-o",
                                                 help="Folder for the outputs (default: beside each input).")] = None,
     model: ModelOption = None,
+    accelerator: AcceleratorOption = Accelerator.auto,
     threads: ThreadsOption = None,
     tile: Annotated[Optional[int], typer.Option(min=1, help="Tile size in pixels (default: from the model card).")] = None,
     overlap: Annotated[Optional[int], typer.Option(min=0, help="Halo cropped from each tile side (default: card).")] = None,
@@ -58,6 +62,7 @@ def segment(
 ) -> None:
     """Write <name>_mask.png (or .tif for stacks): 0 = membrane, 255 = cell, with the card's polarity."""
     from ..core.errors import EmsegError
+    from ..engine.model import default_threads
     from ..pipelines import batch, outputs
 
     files, problems = outputs.expand_inputs(inputs)
@@ -65,14 +70,16 @@ def segment(
         error(problem)
     if not files:
         raise typer.Exit(EXIT_NOTHING_DONE)
-    if out is not None:
+    total = sum(outputs.count_pixels(p) for p in files)  # from headers: sizes the workers and the progress bar
+    workers, interpreter_threads = _workers(len(files), total, threads, delegate)
+    segmenter = load(model, interpreter_threads, delegate, tile, overlap, accelerator)
+    if segmenter.net.accelerator == "gpu":  # one model on the GPU, post-processing on every core beside it
+        workers = threads or default_threads()
+    if out is not None:  # made once the model is known to load: a refusal leaves nothing behind
         try:
             outputs.check_out_dir(out)
         except EmsegError as exc:
             raise fail(exc) from None
-    total = sum(outputs.count_pixels(p) for p in files)  # from headers: sizes the workers and the progress bar
-    workers, interpreter_threads = _workers(len(files), total, threads, delegate)
-    segmenter = load(model, interpreter_threads, delegate, tile, overlap)
     options = batch.Options(
         out_dir=out, post=segmenter.postprocessing(post.value if post else None, threshold),
         probabilities=probabilities, overlay=overlay, regions=regions, overwrite=overwrite, block=block, fixed_tile=tile is not None,
@@ -120,6 +127,8 @@ def _run_batch(batch, segmenter, files, options, quiet, total):
                     timings[key].append(seconds)
             elif isinstance(event, batch.FileDone):
                 done += 1
+                if not quiet and done == 1:
+                    tell_placement(segmenter)
                 if not quiet:
                     notes = f" ({'; '.join(event.notes)})" if event.notes else ""
                     typer.echo(f"{event.path} -> {', '.join(str(p) for p in event.outputs)}{notes}")

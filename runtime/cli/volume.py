@@ -15,6 +15,8 @@ import typer
 from .common import (
     EXIT_NOTHING_DONE,
     EXIT_SOME_FAILED,
+    Accelerator,
+    AcceleratorOption,
     ModelOption,
     PixelSizeOption,
     ResampleOption,
@@ -22,6 +24,8 @@ from .common import (
     dask_client,
     error,
     fail,
+    load,
+    tell_placement,
 )
 from .neurons import OBJECT_BLOCK, Voxels, isotropic_voxels, run_objects
 
@@ -41,6 +45,7 @@ def volume(
     block: Annotated[Optional[int], typer.Option(
         min=16, help="Block size in pixels (default: as segment: a whole section up to 4096 x 4096, else ~3000).")] = None,
     model: ModelOption = None,
+    accelerator: AcceleratorOption = Accelerator.auto,
     threads: Annotated[int, typer.Option(min=1, help="Interpreter threads per worker.")] = 1,
     probabilities: Annotated[Optional[ProbabilityType], typer.Option(
         help="Also store the membrane probability, as uint8 (0-255) or float16.")] = None,
@@ -64,9 +69,7 @@ def volume(
     except ImportError as exc:
         raise fail(f"emseg-lite volume needs the volume extra ({exc.name} is missing): "
                     'pip install "emseg-lite[volume]"') from None
-    from ..core.card import ModelCard, card_path_for
     from ..core.errors import EmsegError
-    from ..engine import registry
     from ..formats.pixelsize import ScaleCheck
     from ..pipelines.blockwise import plan_for
 
@@ -74,17 +77,17 @@ def volume(
         raise fail("--workers starts a local cluster; with --scheduler the cluster is already there")
     if neurons and probabilities is None:
         probabilities = ProbabilityType.uint8  # the objects are made from them
+    placed = load(model, threads, accelerator=accelerator)  # the workers run what ran here
     try:
-        model_path = registry.resolve(model).resolve()
-        card = ModelCard.load(card_path_for(model_path))
-        card.check_model_file(model_path)
+        model_path = placed.net.path.resolve()
+        card = placed.card
         source = open_volume(input)
         scale = ScaleCheck(card.training.pixel_size_nm, resample, pixel_size_nm).check(source)
         if pixel_size_nm:
             source.scale = source.scale.with_pixel_size(pixel_size_nm)  # what the OME-Zarr says
         plan = plan_for(card, source.height, source.width, card.postprocessing, block, scale=scale)
         job = engine.Job(str(input.resolve()), str(out.resolve()), str(model_path), threads, card.postprocessing,
-                         plan, probabilities.value if probabilities else None)
+                         plan, probabilities.value if probabilities else None, placed.net.accelerator)
         output = engine.open_or_create(job, source, card, resume, overwrite)
     except EmsegError as exc:
         raise fail(exc) from None
@@ -98,6 +101,7 @@ def volume(
             typer.echo(f"{input}: {source.pages} section(s) of {source.width} x {source.height}, "
                        f"{first.total} block(s) of {plan.size} px ({first.done_before} already done), "
                        f"{first.workers} worker(s) ready in {first.warm_up_s:.1f} s", err=True)
+            tell_placement(placed)
         with typer.progressbar(length=max(first.total - first.done_before, 1), label="blocks", file=sys.stderr,
                                hidden=quiet, show_eta=True, show_pos=True) as bar:
             for event in events:

@@ -8,7 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ModelOption, PixelSizeOption, Post, ResampleOption, ThreadsOption, app, error, fail, load
+from .common import (
+    Accelerator,
+    AcceleratorOption,
+    ModelOption,
+    PixelSizeOption,
+    Post,
+    ResampleOption,
+    ThreadsOption,
+    app,
+    error,
+    fail,
+    load,
+    tell_placement,
+)
 
 
 @app.command()
@@ -16,6 +29,7 @@ def watch(
     inbox: Annotated[Path, typer.Argument(help="Folder the microscope writes sections to (local or a share).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks and the watch journal.")],
     model: ModelOption = None,
+    accelerator: AcceleratorOption = Accelerator.auto,
     threads: ThreadsOption = None,
     post: Annotated[Optional[Post], typer.Option(help="Post-processing (default: card).")] = None,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the inbox.")] = 1.0,
@@ -42,7 +56,7 @@ def watch(
         check_out_dir(out)
     except EmsegError as exc:
         raise fail(exc) from None
-    segmenter = load(model, threads)
+    segmenter = load(model, threads, accelerator=accelerator)
     try:
         watcher = Watcher(segmenter, inbox, out, segmenter.postprocessing(post.value if post else None), settle, block,
                           ScaleCheck(segmenter.card.training.pixel_size_nm, resample, pixel_size_nm))
@@ -56,12 +70,16 @@ def watch(
     log = log_json.open("a", encoding="utf-8") if log_json else None
     if not quiet and not once:
         typer.echo(f"watching {inbox} every {interval:g} s (files settle after {settle:g} s); Ctrl-C stops", err=True)
+    told = quiet
     try:
         while not stop.is_set():
             for event in watcher.poll(once=once, stop=stop):
                 if isinstance(event, FileSkipped):
                     error(event.error)
                     continue
+                if not told:
+                    tell_placement(segmenter)
+                    told = True
                 if not quiet:
                     where = "" if event.section is None else f"[{event.section}]"
                     regions = f", {event.regions} regions" if event.regions is not None else ""

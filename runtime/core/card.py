@@ -25,7 +25,7 @@ from .strict_json import build
 
 SCHEMA = "emseg-lite/model-card"
 SCHEMA_VERSION = 1
-VARIANTS = ("keras", "float32", "float16", "int8", "int8-ptq", "onnx")
+VARIANTS = ("keras", "float32", "float16", "float16-2048", "int8", "int8-ptq", "onnx")
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,59 @@ from .backend import backend
 log = logging.getLogger(__name__)
 
 
-class TFLiteNet:
+class Net:
+    """What every network offers the tiler, whatever runs it: its tensors (``input``,
+    ``output``, read from the model), the card check, and encode / invoke / decode."""
+
+    path: Path
+    threads: int
+    delegate: str | None = None
+    accelerator = "cpu"
+    resizable = True
+    """Whether ``resize`` takes other tile sizes; a GPU-compiled model keeps the one it was exported with."""
+    input: TensorSpec
+    output: TensorSpec
+
+    @property
+    def tile(self) -> int:
+        return int(self.input.shape[1])
+
+    def resize(self, tile: int) -> None:
+        raise NotImplementedError
+
+    def check_card(self, card: ModelCard, card_path: Path) -> None:
+        """Refuse a card whose tensors are not this model's."""
+        problems = []
+        for name, card_spec, real in (("input", card.input, self.input), ("output", card.output, self.output)):
+            if list(card_spec.shape) != list(real.shape) or card_spec.dtype != real.dtype:
+                problems.append(f"{name} is {real.dtype}{real.shape} but the card says {card_spec.dtype}{card_spec.shape}")
+            elif real.scale is not None and not np.isclose(card_spec.scale or 0.0, real.scale, rtol=1e-5):
+                problems.append(f"{name} scale is {real.scale} but the card says {card_spec.scale}")
+        if problems:
+            raise ModelError(card_path, "card does not match the model: " + "; ".join(problems))
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Normalised float values -> the input tensor's dtype (quantised for int8 models)."""
+        return _quantize(values, self.input)
+
+    def invoke(self, tile: np.ndarray) -> np.ndarray:
+        """(t, t) encoded input -> (t, t) raw output tensor (quantised for int8 models)."""
+        raise NotImplementedError
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw output values -> float32 membrane probability."""
+        return _dequantize(raw, self.output)
+
+
+class TFLiteNet(Net):
+    """The TFLite interpreter on the CPU (XNNPACK), or on an external delegate library."""
+
     def __init__(self, path: Path, threads: int, delegate: str | None = None):
         impl = backend()
         delegates = []
         if delegate:
             delegates.append(_load_delegate(impl, delegate))
-        with _native_stderr() as native:
+        with native_output() as native:
             try:
                 self._interpreter = impl.interpreter(
                     model_path=str(path), num_threads=threads, experimental_delegates=delegates or None
@@ -53,10 +99,6 @@ class TFLiteNet:
         self.input = tensor_spec(inp)
         self.output = tensor_spec(out)
 
-    @property
-    def tile(self) -> int:
-        return int(self.input.shape[1])
-
     def resize(self, tile: int) -> None:
         """Run on ``tile`` x ``tile`` inputs (the network is fully convolutional)."""
         if tile == self.tile:
@@ -65,30 +107,10 @@ class TFLiteNet:
         self._interpreter.allocate_tensors()
         self._read_details()
 
-    def check_card(self, card: ModelCard, card_path: Path) -> None:
-        """Refuse a card whose tensors are not this model's."""
-        problems = []
-        for name, card_spec, real in (("input", card.input, self.input), ("output", card.output, self.output)):
-            if list(card_spec.shape) != list(real.shape) or card_spec.dtype != real.dtype:
-                problems.append(f"{name} is {real.dtype}{real.shape} but the card says {card_spec.dtype}{card_spec.shape}")
-            elif real.scale is not None and not np.isclose(card_spec.scale or 0.0, real.scale, rtol=1e-5):
-                problems.append(f"{name} scale is {real.scale} but the card says {card_spec.scale}")
-        if problems:
-            raise ModelError(card_path, "card does not match the model: " + "; ".join(problems))
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Normalised float values -> the input tensor's dtype (quantised for int8 models)."""
-        return _quantize(values, self.input)
-
     def invoke(self, tile: np.ndarray) -> np.ndarray:
-        """(t, t) encoded input -> (t, t) raw output tensor (quantised for int8 models)."""
         self._interpreter.set_tensor(self._input_index, tile[np.newaxis, :, :, np.newaxis])
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output_index)[0, :, :, 0]
-
-    def decode(self, raw: np.ndarray) -> np.ndarray:
-        """Raw output values -> float32 membrane probability."""
-        return _dequantize(raw, self.output)
 
 
 def _load_delegate(impl, library: str):
@@ -120,22 +142,26 @@ class _Captured:
 
 
 @contextlib.contextmanager
-def _native_stderr():
-    """Capture what the C++ interpreter writes to stderr while a model loads.
+def native_output():
+    """Capture what native code writes to stdout and stderr while a model loads.
 
-    It announces its XNNPACK delegate on every start ("INFO: Created TensorFlow
-    Lite XNNPACK delegate"), which would clutter every ``emseg-lite`` run; its
-    real complaints about a broken model are kept and put into our error.
+    The interpreter announces its XNNPACK delegate on every start ("INFO: Created
+    TensorFlow Lite XNNPACK delegate") and LiteRT's GPU accelerator a page more,
+    some of it on stdout, which would clutter every ``emseg-lite`` run (and a
+    ``segment -`` pipe); their real complaints are kept and put into our errors.
     """
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
             yield _Captured(sink)
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def tensor_spec(detail: dict) -> TensorSpec:

@@ -22,11 +22,16 @@ from ..core.errors import ModelError
 from ..core.geometry import Region
 from . import registry
 from .intensity import intensity_range, normalize
-from .interpreter import TFLiteNet
+from .interpreter import Net, TFLiteNet
 from .resample import Resampling
 from .tiling import TileGrid, gather
 
 log = logging.getLogger(__name__)
+
+
+ACCELERATORS = ("cpu", "gpu", "auto")
+"""``cpu``: the TFLite interpreter (XNNPACK); ``gpu``: LiteRT's WebGPU accelerator (``gpu``);
+``auto``: the GPU where a hardware adapter exists, else the CPU."""
 
 
 def default_threads() -> int:
@@ -36,10 +41,12 @@ def default_threads() -> int:
 class Model:
     """A TFLite network plus its model card: membrane probability of any region of a slice."""
 
-    def __init__(self, net: TFLiteNet, card: ModelCard, grid: TileGrid):
+    def __init__(self, net: Net, card: ModelCard, grid: TileGrid, placement: str = "cpu"):
         self.net = net
         self.card = card
         self.grid = grid
+        self.placement = placement
+        """Which accelerator runs the network and why, one line (``auto`` explains its choice)."""
 
     @classmethod
     def load(
@@ -49,30 +56,31 @@ class Model:
         delegate: Optional[str] = None,
         tile: Optional[int] = None,
         overlap: Optional[int] = None,
+        accelerator: str = "cpu",
     ) -> "Model":
-        """Load an embedded model by name (default ``int8``) or a .tflite path with its card.
+        """Load an embedded model by name (default ``int8``; on the GPU ``registry.GPU_MODEL``)
+        or a .tflite path with its card, on the ``accelerator`` (one of ``ACCELERATORS``).
 
         ``tile`` / ``overlap`` override the card's tile size and halo; the
         defaults reproduce one pass over the whole slice exactly. On CPUs with
         AMX, call ``amx.forgo_amx()`` once before the first load for ~3x faster
         int8 (the CLI does; it changes the whole process, so this does not).
         """
-        path = registry.resolve(model)
-        card_path = card_path_for(path)
+        net, placement = _open_net(model, accelerator, threads or default_threads(), delegate)
+        card_path = card_path_for(net.path)
         card = ModelCard.load(card_path)
-        card.check_model_file(path)
-        net = TFLiteNet(path, threads or default_threads(), delegate)
+        card.check_model_file(net.path)
         net.check_card(card, card_path)
         grid = TileGrid(tile or card.tiling.tile, card.tiling.halo if overlap is None else overlap, card.tiling.align)
-        segmenter = cls(net, card, grid)
+        segmenter = cls(net, card, grid, placement)
         segmenter._resize_net(grid.tile)
-        log.info("loaded %s (%s, tile %d, halo %d, %d threads)", path, card.variant, grid.tile, grid.halo, net.threads)
+        log.info("loaded %s (%s, tile %d, halo %d, %s)", net.path, card.variant, grid.tile, grid.halo, placement)
         return segmenter
 
     def clone(self) -> "Model":
-        """Another interpreter of the same model, options and tile, for another thread."""
+        """Another interpreter of the same model, options, accelerator and tile, for another thread."""
         return type(self).load(self.net.path, threads=self.net.threads, delegate=self.net.delegate,
-                              tile=self.grid.tile, overlap=self.grid.halo)
+                               tile=self.grid.tile, overlap=self.grid.halo, accelerator=self.net.accelerator)
 
     def probabilities(self, image: np.ndarray, on_tile: Callable[[int, int], None] | None = None,
                       scale: float | None = None) -> np.ndarray:
@@ -145,8 +153,9 @@ class Model:
         return lambda pixels: self.net.encode(normalize(pixels, low, high))
 
     def use_tile(self, tile: int) -> None:
-        """Run on ``tile`` x ``tile`` inputs from now on (same halo): results do not change."""
-        if tile == self.grid.tile:
+        """Run on ``tile`` x ``tile`` inputs from now on (same halo): results do not change,
+        so a network that keeps its tile (on the GPU) simply goes on with it."""
+        if tile == self.grid.tile or not self.net.resizable:
             return
         grid = TileGrid(tile, self.grid.halo, self.grid.align)
         self._resize_net(tile)
@@ -157,3 +166,37 @@ class Model:
             self.net.resize(tile)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(self.net.path, f"cannot run this model on {tile} x {tile} tiles ({exc})") from None
+
+
+def _open_net(model: str | Path | None, accelerator: str, threads: int, delegate: str | None) -> tuple[Net, str]:
+    """The network for ``model`` on ``accelerator``, and the one line saying which ran and why.
+
+    ``auto`` takes the GPU only when it is a real one: Dawn also offers software
+    Vulkan (llvmpipe): about 1 s a tile where XNNPACK takes tens of milliseconds.
+    """
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"unknown accelerator {accelerator!r}: choose {', '.join(ACCELERATORS)}")
+    if delegate:
+        if accelerator == "gpu":
+            raise ModelError(delegate, "a delegate library and the GPU accelerator exclude each other: give one")
+        return TFLiteNet(registry.resolve(model), threads, delegate), f"delegate {delegate}"
+    if accelerator == "cpu":
+        return TFLiteNet(registry.resolve(model), threads), f"cpu ({_threads(threads)})"
+    from .gpu import GpuNet, GpuUnavailable
+
+    try:
+        net = GpuNet(registry.resolve(registry.GPU_MODEL if model is None else model))
+    except GpuUnavailable as exc:
+        if accelerator == "gpu":
+            raise
+        reason = exc.reason
+    else:
+        if accelerator == "gpu" or not net.software:
+            return net, f"gpu ({net.adapter})"
+        net.close()
+        reason = f"only a software Vulkan adapter ({net.adapter}), slower than the CPU"
+    return TFLiteNet(registry.resolve(model), threads), f"cpu ({_threads(threads)}; auto: {reason})"
+
+
+def _threads(count: int) -> str:
+    return "1 thread" if count == 1 else f"{count} threads"

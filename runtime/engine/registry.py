@@ -1,7 +1,7 @@
 """Named models that ship inside the package, resolved in one place.
 
 ``runtime/models/emseg-<variant>.tflite`` (with its card ``emseg-<variant>.json``)
-is the embedded model ``<variant>``; ``int8`` is the default. The CLI and the
+is the embedded model ``<variant>``; ``int8`` is the default, ``float16`` on the GPU. The CLI and the
 Python API pass whatever the user gave -- a name, a path or nothing -- here and
 never build paths themselves.
 """
@@ -13,6 +13,8 @@ from ..core.errors import ModelError
 
 EMBEDDED_DIR = Path(__file__).parents[1] / "models"
 DEFAULT_MODEL = "int8"
+GPU_MODEL = "float16"
+"""The default on the GPU: float16 is what GPUs compute in, and the card's agreement gate holds it."""
 _PREFIX = "emseg-"
 
 

@@ -203,7 +203,8 @@ def _segment_block(workers: Workers, page, block, post: PostProcessing, options:
     """In a worker: read, infer and post-process one block."""
     segmenter = workers.segmenter()
     start = time.perf_counter()
-    inferred = infer_block(segmenter, page, block, keep_pixels=options.overlay)
+    with workers.inference():
+        inferred = infer_block(segmenter, page, block, keep_pixels=options.overlay)
     middle = time.perf_counter()
     done = finish_block(inferred, post, keep_probability=options.probabilities, keep_regions=options.regions)
     return done, middle - start, time.perf_counter() - middle

@@ -56,6 +56,7 @@ class Job:
     post: PostProcessing
     plan: BlockPlan
     probabilities: str | None
+    accelerator: str = "cpu"  # as decided on the client: "cpu" or "gpu", never "auto"
 
 
 @dataclass
@@ -184,15 +185,15 @@ def cached(key: tuple, make):
         return _CACHE[key]
 
 
-def worker_segmenter(model: str, threads: int):
+def worker_segmenter(model: str, threads: int, accelerator: str = "cpu"):
     from ..engine.amx import forgo_amx
     from .segmenter import Segmenter
 
     def make():
         forgo_amx()
-        return Segmenter.load(model, threads=threads)
+        return Segmenter.load(model, threads=threads, accelerator=accelerator)
 
-    return cached(("segmenter", model, threads), make)
+    return cached(("segmenter", model, threads, accelerator), make)
 
 
 def worker_volume(path: str) -> VolumeSection:
@@ -217,7 +218,7 @@ def one_line(task):
 
 
 def _ready(job: Job) -> None:
-    segmenter = worker_segmenter(job.model, job.threads)
+    segmenter = worker_segmenter(job.model, job.threads, job.accelerator)
     if job.plan.tile:
         segmenter.use_tile(job.plan.tile)
     worker_volume(job.input)
@@ -227,7 +228,7 @@ def _ready(job: Job) -> None:
 @one_line
 def section_range(job: Job, z: int) -> tuple[float, float]:
     """(low, high) intensities of section ``z``, for its normalisation."""
-    return page_range(worker_volume(job.input), z, worker_segmenter(job.model, job.threads).card.normalization)
+    return page_range(worker_volume(job.input), z, worker_segmenter(job.model, job.threads, job.accelerator).card.normalization)
 
 
 @one_line
@@ -236,7 +237,7 @@ def segment_block(job: Job, z: int, block: Block, intensity: tuple[float, float]
 
     ``intensity``: the section's range, or None to take it here (a section of one block)."""
     start = time.perf_counter()
-    segmenter = worker_segmenter(job.model, job.threads)
+    segmenter = worker_segmenter(job.model, job.threads, job.accelerator)
     volume = worker_volume(job.input)
     intensity = intensity or page_range(volume, z, segmenter.card.normalization)
     page = start_page(segmenter, volume, z, *intensity, job.plan)
