@@ -121,6 +121,47 @@ def test_painted_sections_are_on_disk_at_once_and_reload(viewer_and_widget, qtbo
     np.testing.assert_array_equal(reloaded.images[0], pages[1])
 
 
+def test_region_edits_merge_and_split_and_the_membrane_follows(viewer_and_widget, qtbot, test_slice, tmp_path):
+    """Fill one region with its neighbour's id: the membrane that parted only those two goes
+    (in the layer and on disk); paint 0 across a cell: a membrane line appears there."""
+    from emseg_lite.runtime.napari.corrections import BAND
+
+    viewer, widget = viewer_and_widget
+    viewer.open(shutil.copy(test_slice, tmp_path / "section.png"))
+    membrane = _segmented(widget, qtbot, "section")
+    regions = viewer.layers["section regions"]
+    ids = regions.data.copy()
+    a, b, between = _neighbours(ids)
+    regions.fill(tuple(np.argwhere(ids == b)[0]), a)
+    qtbot.waitUntil(lambda: widget.corrections.sections() == [0], timeout=5000)
+    assert membrane.data[between] == 0 and regions.data[between] == a
+    saved = tifffile.imread(widget.corrections.labels / "0000.tif")
+    np.testing.assert_array_equal(saved == 0, membrane.data == 1)
+    far = np.ones(ids.shape, dtype=bool)
+    for y, x in np.argwhere((ids == b) | (ids == a)):
+        far[max(0, y - BAND):y + BAND + 1, max(0, x - BAND):x + BAND + 1] = False
+    np.testing.assert_array_equal(membrane.data[far], (ids == 0)[far])  # nothing else moved
+
+    y, x = np.argwhere(ids == a)[len(np.argwhere(ids == a)) // 2]
+    regions.brush_size = 3
+    regions.paint((y, x), 0)
+    qtbot.waitUntil(lambda: tifffile.imread(widget.corrections.labels / "0000.tif")[y, x] == 0, timeout=5000)
+    assert membrane.data[y, x] == 1
+
+
+def _neighbours(ids: np.ndarray) -> tuple[int, int, tuple[int, int]]:
+    """Two big regions parted by a thin membrane, and a membrane pixel between them only."""
+    sizes = np.bincount(ids.ravel())
+    for y, x in np.argwhere(ids == 0)[::7]:
+        row = ids[y, max(0, x - 4):x + 5]
+        seen = set(np.unique(row[row != 0]))
+        window = ids[max(0, y - 8):y + 9, max(0, x - 8):x + 9]
+        if len(seen) == 2 and set(np.unique(window[window != 0])) == seen and min(sizes[list(seen)]) > 500:
+            a, b = sorted(seen)
+            return int(a), int(b), (int(y), int(x))
+    raise AssertionError("no two regions parted by a thin membrane")
+
+
 def test_reader_opens_segment_and_volume_outputs_at_their_scale(make_napari_viewer, isbi, tmp_path):
     viewer = make_napari_viewer()
     section = shutil.copy(isbi / "test" / "4.png", tmp_path / "cut.png")

@@ -6,12 +6,11 @@ the user can fix (an RGB or 4-D layer, a model without its card, a fine-tune wit
 nothing painted, a missing train extra) is one line in the widget and a napari
 notification -- never a traceback dialog -- and leaves the layers as they were.
 
-Proofreading edits an ``<image> membrane`` label layer: paint label 1 to split
-a merged cell, erase (label 0) to merge two fragments. Each section a stroke
-touches is saved at once (``corrections``), into the folder of the image that
-layer belongs to; "Fine-tune and re-segment" saves them again as the layer holds
-them now (undo and redo do not announce themselves), trains on every saved
-section and segments the image again with the new model.
+Proofreading edits the ``<image> membrane`` or ``<image> regions`` label layer
+(``proofread``); each section an edit touches is saved at once (``corrections``),
+into the folder of the image those layers belong to. "Fine-tune and re-segment"
+saves them again as the layers hold them now, trains on every saved section and
+segments the image again with the new model.
 """
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ import napari
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,8 +41,10 @@ from ..engine.model import default_threads
 from ..pipelines.segmenter import Segmenter
 from . import jobs
 from .corrections import Corrections
+from .proofread import Proofread
 
-MODELS = ("int8", "float16", "float32")
+MODELS = ("int8", "float16", "float16-2048", "float32")
+ACCELERATORS = ("auto", "cpu", "gpu")
 POST = ("model card's", "watershed", "none")
 
 
@@ -54,9 +54,7 @@ class SegmentWidget(QWidget):
         self.viewer = viewer
         self.worker = None
         self.job: jobs.Finetune | None = None
-        self.corrections: Corrections | None = None  # those of the image segmented last
-        self._segmented: str | None = None  # that image's layer name
-        self._proofread: dict[str, tuple[str, Corrections]] = {}  # membrane layer's unique_id -> image, folder
+        self.proofread: Proofread | None = None  # the layers of the image segmented last
 
         self.image = QComboBox()
         self.model = QComboBox()
@@ -64,6 +62,8 @@ class SegmentWidget(QWidget):
         self.model.addItems(MODELS)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
+        self.accelerator = QComboBox()
+        self.accelerator.addItems(ACCELERATORS)
         self.post = QComboBox()
         self.post.addItems(POST)
         self.threads = QSpinBox()
@@ -80,8 +80,9 @@ class SegmentWidget(QWidget):
         self.quick = QCheckBox("quick check (a few steps: tests the pipeline, not the model)")
         self.retrain = QPushButton("Fine-tune and re-segment")
         self.retrain.clicked.connect(self.finetune)
-        self.saved = QLabel("Paint label 1 on the membrane layer to split a merged cell, erase (0) to merge "
-                            "two fragments; each painted section is saved at once.")
+        self.saved = QLabel("Membrane layer: paint 1 to split a merged cell, erase (0) to merge two fragments. "
+                            "Regions layer: fill a region with its neighbour's id to merge, paint 0 to split. "
+                            "Each edited section is saved at once.")
         self.saved.setWordWrap(True)
 
         form = QFormLayout()
@@ -90,6 +91,7 @@ class SegmentWidget(QWidget):
         model_row.addWidget(self.model, 1)
         model_row.addWidget(browse)
         form.addRow("model", model_row)
+        form.addRow("accelerator", self.accelerator)
         form.addRow("post-processing", self.post)
         form.addRow("threads", self.threads)
         buttons = QHBoxLayout()
@@ -117,7 +119,8 @@ class SegmentWidget(QWidget):
         """Segment the chosen image layer in a worker thread; results replace earlier ones as layers."""
         try:
             layer, pages = self._pixels()
-            segmenter = Segmenter.load(self.model.currentText().strip() or None, threads=self.threads.value())
+            segmenter = Segmenter.load(self.model.currentText().strip() or None, threads=self.threads.value(),
+                                       accelerator=self.accelerator.currentText())
         except (EmsegError, ValueError) as exc:
             return self.tell(str(exc), error=True)
         post = segmenter.postprocessing(None if self.post.currentIndex() == 0 else self.post.currentText())
@@ -149,14 +152,11 @@ class SegmentWidget(QWidget):
         scale = layer.scale
         self._put(f"{layer.name} probability", "image", shaped["probability"], scale, colormap="magma",
                   contrast_limits=(0.0, 1.0), opacity=0.5, blending="additive")
-        self._put(f"{layer.name} regions", "labels", shaped["regions"], scale, visible=False)
+        regions = self._put(f"{layer.name} regions", "labels", shaped["regions"], scale, visible=False)
         membrane = self._put(f"{layer.name} membrane", "labels", shaped["membrane"], scale)
-        self._segmented = layer.name
-        self.corrections = Corrections(self._corrections_folder(layer), segmenter.card.mask)
-        if membrane.unique_id not in self._proofread:
-            membrane.events.paint.connect(self._painted)
-        self._proofread[membrane.unique_id] = (layer.name, self.corrections)
-        self.tell(f"{layer.name}: segmented with {Path(segmenter.net.path).name}")
+        self.proofread = Proofread(layer.name, Corrections(self._corrections_folder(layer), segmenter.card.mask),
+                                   membrane, regions, lambda name: self._pixels(name)[1], self.tell)
+        self.tell(f"{layer.name}: segmented with {Path(segmenter.net.path).name} on {segmenter.placement}")
 
     def _put(self, name: str, kind: str, data: np.ndarray, scale, **style):
         """Add layer ``name``, or give it new data. An image keeps the user's view of it; a
@@ -178,25 +178,7 @@ class SegmentWidget(QWidget):
             layers.move(layers.index(layer), where)
         return layer
 
-    # -- proofreading and retraining -----------------------------------------------------------
-
-    def _painted(self, event) -> None:
-        """Save the sections a stroke touched once its paint is in the layer: napari announces
-        an edit just before it writes it, so the save runs at the next turn of the event loop."""
-        membrane = event.source
-        image, corrections = self._proofread[membrane.unique_id]
-        touched = _sections_touched(event.value, membrane.data.shape)
-        QTimer.singleShot(0, lambda: self._save(membrane, image, corrections, touched))
-
-    def _save(self, membrane, image: str, corrections: Corrections, sections) -> None:
-        try:
-            _, pages = self._pixels(image)
-            masks = membrane.data if membrane.ndim == 3 else membrane.data[np.newaxis]
-            for index in sorted(sections):
-                corrections.save(index, pages[index], masks[index])
-        except (EmsegError, ValueError, KeyError) as exc:
-            return self.tell(str(exc), error=True)
-        self.tell(f"corrections of {len(corrections.sections())} section(s) saved in {corrections.folder}")
+    # -- retraining ---------------------------------------------------------------------------
 
     def finetune(self) -> None:
         """Fine-tune on every saved correction, then segment the image again with the new model."""
@@ -205,8 +187,7 @@ class SegmentWidget(QWidget):
             problem = "nothing to fine-tune on: segment an image, then paint corrections on its membrane layer"
         if problem:
             return self.tell(problem, error=True)
-        self._save(self.viewer.layers[f"{self._segmented} membrane"], self._segmented, self.corrections,
-                   self.corrections.sections())
+        self.proofread.save(self.corrections.sections())
         run = Path(tempfile.mkdtemp(prefix="emseg-finetune-", dir=self.corrections.folder))
         self.job = jobs.Finetune(self.corrections.images, self.corrections.labels,
                                  self.corrections.polarity.membrane_value, run / "run", run / "models",
@@ -215,8 +196,13 @@ class SegmentWidget(QWidget):
 
     def _retrained(self, model: Path) -> None:
         self.model.setEditText(str(model))
-        self.image.setCurrentText(self._segmented)
+        self.image.setCurrentText(self.proofread.image)
         self.segment()
+
+    @property
+    def corrections(self) -> Corrections | None:
+        """The corrections folder of the image segmented last."""
+        return self.proofread.corrections if self.proofread else None
 
     def _corrections_folder(self, layer) -> Path:
         source = getattr(layer.source, "path", None)
@@ -284,17 +270,3 @@ class SegmentWidget(QWidget):
         if error:
             show_error(message)
 
-
-def _sections_touched(atoms, shape: tuple[int, ...]) -> set[int]:
-    """The z indices a paint event's history atoms changed: a masked stroke's bounding
-    box (``slice_key``), or the indices of a ``data_setitem``; {0} for a 2-D layer."""
-    if len(shape) == 2:
-        return {0}
-    touched: set[int] = set()
-    for atom in atoms:
-        where = atom.slice_key[0] if hasattr(atom, "slice_key") else atom[0][0]
-        if isinstance(where, slice):
-            touched.update(range(*where.indices(shape[0])))
-        else:
-            touched.update(int(z) for z in np.unique(where))
-    return touched
