@@ -149,6 +149,31 @@ def test_region_edits_merge_and_split_and_the_membrane_follows(viewer_and_widget
     assert membrane.data[y, x] == 1
 
 
+def test_neurons_of_a_stack_and_a_merge_of_two_across_it(viewer_and_widget, qtbot, isbi, tmp_path):
+    """3-D neurons of a stack (the objects step of volume --neurons, on one block); filling
+    a neuron with its neighbour's id on one section merges them there, the membrane follows."""
+    viewer, widget = viewer_and_widget
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack([np.asarray(Image.open(isbi / "test" / f"{i}.png")) for i in range(3)]),
+                     photometric="minisblack")
+    viewer.open(stack)
+    widget.neurons.setChecked(True)
+    membrane = _segmented(widget, qtbot, "stack")
+    neurons = viewer.layers["stack neurons"]
+    ids = neurons.data.copy()
+    assert ids.shape == membrane.data.shape and ids.dtype == np.uint64
+    np.testing.assert_array_equal(ids == 0, membrane.data == 1)  # 0 on membrane, an id on every cell pixel
+    regions = viewer.layers["stack regions"].data
+    assert 10 < len(np.unique(ids)) - 1 < len(np.unique(regions)) - 1  # sections' regions joined across z
+    a, b, between = _neighbours(ids[1])
+    viewer.dims.set_current_step(0, 1)
+    neurons.fill((1, *np.argwhere(ids[1] == b)[0]), a)
+    qtbot.waitUntil(lambda: widget.corrections.sections() == [1], timeout=5000)
+    assert membrane.data[(1, *between)] == 0 and neurons.data[(1, *between)] == a
+    saved = tifffile.imread(widget.corrections.labels / "0001.tif")
+    np.testing.assert_array_equal(saved == 0, membrane.data[1] == 1)
+
+
 def _neighbours(ids: np.ndarray) -> tuple[int, int, tuple[int, int]]:
     """Two big regions parted by a thin membrane, and a membrane pixel between them only."""
     sizes = np.bincount(ids.ravel())

@@ -20,7 +20,7 @@ from typing import Generator
 
 import numpy as np
 
-from ..core.card import PostProcessing
+from ..core.card import ModelCard, PostProcessing
 from ..core.errors import EmsegError
 from ..pipelines.regionids import PageIds
 from ..pipelines.segmenter import Segmenter, block_count, segment_blocks
@@ -33,16 +33,19 @@ class Segmented:
     """A stack's results, each (z, y, x): ``membrane`` uint8 (1 = membrane, 0 = cell),
     ``probability`` float32 membrane probability in [0, 1], ``regions`` uint32 ids
     of the regions (the 4-connected cell pixels of each section; 0 on membrane),
-    unique across the stack and seamless across blocks."""
+    unique across the stack and seamless across blocks; ``neurons`` uint64 ids of
+    3-D objects when asked for, 0 on membrane as the regions are (so that both edit alike)."""
 
     membrane: np.ndarray
     probability: np.ndarray
     regions: np.ndarray
+    neurons: np.ndarray | None = None
 
 
-def segment_stack(segmenter: Segmenter, pages: np.ndarray,
-                  post: PostProcessing) -> Generator[tuple[int, int], None, Segmented]:
-    """Segment ``pages`` (z, y, x), yielding (blocks done, blocks in all) after each block."""
+def segment_stack(segmenter: Segmenter, pages: np.ndarray, post: PostProcessing,
+                  neurons: bool = False) -> Generator[tuple[int, int] | str, None, Segmented]:
+    """Segment ``pages`` (z, y, x), yielding (blocks done, blocks in all) after each block;
+    then, with ``neurons``, a line of status and the stack's 3-D neurons (``neurons_of``)."""
     total = block_count(segmenter, pages, post)
     result = Segmented(np.zeros(pages.shape, np.uint8), np.zeros(pages.shape, np.float32),
                        np.zeros(pages.shape, np.uint32))
@@ -59,7 +62,27 @@ def segment_stack(segmenter: Segmenter, pages: np.ndarray,
         yield done, total
     if ids is not None:
         ids.finish()
+    if neurons:
+        yield "3-D neurons…"
+        result.neurons = np.where(result.membrane == 1, np.uint64(0), neurons_of(result.probability, segmenter.card))
     return result
+
+
+def neurons_of(probability: np.ndarray, card: ModelCard) -> np.ndarray:
+    """A stack's 3-D neurons: the objects step of ``volume --neurons`` (``post.objects``) on
+    one block, the whole stack, at the card's threshold. A layer says nothing of its voxel
+    size, so the stack is taken for serial sections (``--voxels anisotropic``)."""
+    from ..post.objects import fragments_and_merges
+
+    fragments, history = fragments_and_merges(probability, 0, card.objects.scoring)
+    return history.merge(card.objects.threshold).apply(fragments, 0, int(fragments.max()), renumber=True)
+
+
+def missing_volume_extra() -> str | None:
+    """The one line to show when 3-D neurons cannot be made here (waterz, the volume extra); else None."""
+    if importlib.util.find_spec("waterz") is not None:
+        return None
+    return '3-D neurons need the volume extra (waterz is missing): pip install "emseg-lite[volume]"'
 
 
 def _next_page(ids: PageIds | None, regions: np.ndarray, z: int) -> PageIds:

@@ -1,10 +1,11 @@
 """Proofreading one segmented image: its membrane and region layers, saved as they are edited.
 
 On the membrane layer, label 1 splits a merged cell and 0 merges two fragments. On
-the region layer, filling a region with its neighbour's id merges the two, painting
-0 splits one, and painting a new id beside an old one draws the boundary between
-them (``corrections.membrane_after_region_edit``); the membrane layer follows, so
-the two always agree and the saved mask is what both show.
+an id layer -- the regions, or the 3-D neurons -- filling an object with its
+neighbour's id merges the two, painting 0 splits one, and painting a new id beside
+an old one draws the boundary between them (``corrections.membrane_after_region_edit``,
+section by section); the membrane layer follows, so that the saved mask is what the
+layers show.
 
 napari announces an edit (``events.paint``) just before it writes it, so the work
 runs at the next turn of the event loop. Undo and redo are not announced: fine-tuning
@@ -27,27 +28,32 @@ class Proofread:
     ``pixels(name)`` gives the image layer's sections as (z, y, x); ``tell(message,
     error=False)`` reports to the user."""
 
-    def __init__(self, image: str, corrections: Corrections, membrane, regions,
+    def __init__(self, image: str, corrections: Corrections, membrane, id_layers: list,
                  pixels: Callable[[str], np.ndarray], tell: Callable[..., None]):
-        self.image, self.corrections = image, corrections
-        self.membrane, self.regions = membrane, regions
+        self.image, self.corrections, self.membrane = image, corrections, membrane
         self._pixels, self._tell = pixels, tell
-        self._before = np.array(_sections(regions.data))  # the ids as last saved, to see what an edit changed
         membrane.events.paint.connect(lambda event: self._later(self.save, event))
-        regions.events.paint.connect(lambda event: self._later(self._regions_edited, event))
+        for layer in id_layers:
+            layer.events.paint.connect(self._watch(layer))
+
+    def _watch(self, layer):
+        """The paint callback of an id layer, with a copy of its ids as last saved (to see what
+        an edit changed)."""
+        before = np.array(_sections(layer.data))
+        return lambda event: self._later(lambda touched: self._ids_edited(layer, before, touched), event)
 
     def _later(self, then, event) -> None:
         touched = sections_touched(event.value, event.source.data.shape)
         QTimer.singleShot(0, lambda: then(touched))
 
-    def _regions_edited(self, sections) -> None:
-        ids, masks = _sections(self.regions.data), _sections(self.membrane.data)
+    def _ids_edited(self, layer, before: np.ndarray, sections) -> None:
+        ids, masks = _sections(layer.data), _sections(self.membrane.data)
         for z in sorted(sections):
-            membrane, ids[z] = membrane_after_region_edit(self._before[z], ids[z], masks[z] != 0)
+            membrane, ids[z] = membrane_after_region_edit(before[z], ids[z], masks[z] != 0)
             masks[z] = membrane
-            self._before[z] = ids[z]
+            before[z] = ids[z]
         self.membrane.refresh()
-        self.regions.refresh()
+        layer.refresh()
         self.save(sections)
 
     def save(self, sections) -> None:

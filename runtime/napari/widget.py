@@ -66,6 +66,7 @@ class SegmentWidget(QWidget):
         self.accelerator.addItems(ACCELERATORS)
         self.post = QComboBox()
         self.post.addItems(POST)
+        self.neurons = QCheckBox("3-D neurons (a stack of serial sections; the volume extra)")
         self.threads = QSpinBox()
         self.threads.setRange(1, 256)
         self.threads.setValue(default_threads())
@@ -94,6 +95,7 @@ class SegmentWidget(QWidget):
         form.addRow("accelerator", self.accelerator)
         form.addRow("post-processing", self.post)
         form.addRow("threads", self.threads)
+        form.addRow("", self.neurons)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run)
         buttons.addWidget(self.cancel)
@@ -123,8 +125,11 @@ class SegmentWidget(QWidget):
                                        accelerator=self.accelerator.currentText())
         except (EmsegError, ValueError) as exc:
             return self.tell(str(exc), error=True)
+        if self.neurons.isChecked() and (problem := jobs.missing_volume_extra()):
+            return self.tell(problem, error=True)
         post = segmenter.postprocessing(None if self.post.currentIndex() == 0 else self.post.currentText())
-        self._start(jobs.segment_stack(segmenter, pages, post), f"segmenting {layer.name}",
+        neurons = self.neurons.isChecked() and pages.shape[0] > 1
+        self._start(jobs.segment_stack(segmenter, pages, post, neurons), f"segmenting {layer.name}",
                     lambda result: self._show(layer, result, segmenter))
 
     def _pixels(self, name: str | None = None) -> tuple[napari.layers.Image, np.ndarray]:
@@ -148,14 +153,17 @@ class SegmentWidget(QWidget):
 
     def _show(self, layer, result: jobs.Segmented, segmenter: Segmenter) -> None:
         squeeze = layer.data.ndim == 2
-        shaped = {key: value[0] if squeeze else value for key, value in vars(result).items()}
+        shaped = {key: value[0] if squeeze and value is not None else value for key, value in vars(result).items()}
         scale = layer.scale
         self._put(f"{layer.name} probability", "image", shaped["probability"], scale, colormap="magma",
                   contrast_limits=(0.0, 1.0), opacity=0.5, blending="additive")
         regions = self._put(f"{layer.name} regions", "labels", shaped["regions"], scale, visible=False)
+        ids = [regions]
+        if shaped["neurons"] is not None:
+            ids.append(self._put(f"{layer.name} neurons", "labels", shaped["neurons"], scale, opacity=0.4))
         membrane = self._put(f"{layer.name} membrane", "labels", shaped["membrane"], scale)
         self.proofread = Proofread(layer.name, Corrections(self._corrections_folder(layer), segmenter.card.mask),
-                                   membrane, regions, lambda name: self._pixels(name)[1], self.tell)
+                                   membrane, ids, lambda name: self._pixels(name)[1], self.tell)
         self.tell(f"{layer.name}: segmented with {Path(segmenter.net.path).name} on {segmenter.placement}")
 
     def _put(self, name: str, kind: str, data: np.ndarray, scale, **style):
