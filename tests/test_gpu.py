@@ -126,6 +126,9 @@ def test_auto_passes_over_a_software_adapter(vulkan, sections, tmp_path):
     assert "accelerator: cpu (" in accelerator_line(auto) and "software Vulkan adapter" in accelerator_line(auto)
     for a, c in zip(outputs(tmp_path / "auto", "_mask.png"), outputs(tmp_path / "cpu", "_mask.png")):
         assert np.array_equal(a, c)
+    asked = run("info", "--accelerator", "gpu", vulkan=vulkan)
+    assert asked.returncode == 0 and "accelerator    gpu (llvmpipe" in asked.stdout, asked.stdout + asked.stderr
+    assert "emseg-float16.tflite" in asked.stdout  # the GPU's default model
 
 
 def test_gpu_without_an_adapter_exits_2_and_writes_nothing(vulkan, sections, tmp_path):

@@ -8,18 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ThreadsOption, app, fail, load
+from .common import Accelerator, AcceleratorOption, ThreadsOption, app, fail, load
 
 
 @app.command()
 def info(
     model: Annotated[Optional[str], typer.Argument(help="A .tflite file or embedded model name (default: int8).")] = None,
     threads: ThreadsOption = None,
+    accelerator: AcceleratorOption = Accelerator.cpu,
     image: Annotated[Optional[Path], typer.Option(
         help="Also describe an input file: sections, size, pixel type and pixel size.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the card and runtime as JSON.")] = False,
 ) -> None:
-    """Show a model's card, the interpreter backend in use and the thread count (and an input's)."""
+    """Show a model's card, the interpreter backend in use and the thread count (and an input's).
+    With --accelerator auto or gpu: where that would run the model, and why."""
     from ..engine import registry
     from ..engine.amx import forgo_amx
     from ..engine.backend import backend
@@ -29,10 +31,11 @@ def info(
 
     from ..post import native
 
-    segmenter = load(model, threads)
+    segmenter = load(model, threads, accelerator=accelerator)
     impl = backend()
     kernels = "compiled C" if native.available() else "numpy (no compiled kernels in this installation: ~10x slower)"
-    runtime = {"backend": f"{impl.name} {impl.version}", "threads": segmenter.net.threads, "amx": forgo_amx(),
+    runtime = {"backend": f"{impl.name} {impl.version}", "accelerator": segmenter.placement,
+               "threads": segmenter.net.threads, "amx": forgo_amx(),
                "region_operations": kernels,
                "model_path": str(segmenter.net.path), "embedded_models": sorted(registry.embedded_models())}
     if as_json:
@@ -57,7 +60,8 @@ def info(
     if card.agreement:
         a = card.agreement
         lines.append(f"agreement      {100 * a.pixel_agreement:.2f}% pixels, membrane Dice {a.membrane_dice:.4f} vs full model")
-    lines += [f"backend        {runtime['backend']}", f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}",
+    lines += [f"backend        {runtime['backend']}", f"accelerator    {runtime['accelerator']}",
+              f"threads        {runtime['threads']}", f"AMX            {runtime['amx']}",
               f"watershed      {runtime['region_operations']}"]
     typer.echo("\n".join(lines))
 
