@@ -82,7 +82,7 @@ class SegmentWidget(QWidget):
         self.retrain = QPushButton("Fine-tune and re-segment")
         self.retrain.clicked.connect(self.finetune)
         self.saved = QLabel("Membrane layer: paint 1 to split a merged cell, erase (0) to merge two fragments. "
-                            "Regions layer: fill a region with its neighbour's id to merge, paint 0 to split. "
+                            "Regions or neurons layer: fill one with its neighbour's id to merge, paint 0 to split. "
                             "Each edited section is saved at once.")
         self.saved.setWordWrap(True)
 
