@@ -59,8 +59,12 @@ class GpuNet(Net):
 
     def __init__(self, path: Path):
         _check_loader(path)
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel
+            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        except ImportError:  # older LiteRT, or tflite-runtime: an interpreter only
+            raise GpuUnavailable(path, "the installed LiteRT has no GPU accelerator (ai-edge-litert 2.3 has: "
+                                       'pip install -U "ai-edge-litert>=2.3")') from None
 
         _quiet_at_exit()
         failure = None
