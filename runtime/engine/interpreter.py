@@ -1,7 +1,9 @@
 """A loaded .tflite network: encode a normalised tile, invoke, decode the probability.
 
 The three steps are separate so that the segmenter can encode integer slices
-through a lookup table and decode only the part of each tile it keeps.
+through a lookup table and decode only the part of each tile it keeps. ``Net``
+is what the tiler sees; ``TFLiteNet`` runs it with the TFLite interpreter
+(XNNPACK on the CPU, or a delegate library), ``gpu.GpuNet`` on the GPU.
 
 Everything about the tensors (index, shape, dtype, scale, zero point) is read
 from the model itself and cached once; int8 models are quantised as
