@@ -41,7 +41,7 @@ VULKAN        ?= .vulkan
 
 export EMSEG_DATA
 
-.PHONY: gpu-variant train finetune finetune-study objects-study objects-scale carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display software-vulkan test bench bench-big bench-gpu pixel-size-study clean
+.PHONY: gpu-variant train finetune finetune-study objects-study objects-pool objects-scale carryover-study export embed bioimageio check-bioimageio check-litert-min check-aarch64 lint display software-vulkan test bench bench-big bench-gpu pixel-size-study clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -164,6 +164,9 @@ finetune-study: $(STAMP)  ## the fine-tuning figures of docs/finetune-recipe.md:
 objects-study: $(STAMP)  ## 3-D objects on fib-gala: chosen on the train volume, scored on the test volume (~3 min, after finetune-study): benchmarks/results/objects.*
 	@test -f models/fib-gala/emseg-int8.tflite || { echo "run make finetune-study first (models/fib-gala)" >&2; exit 2; }
 	$(BIN)/python -m benchmarks.objects_study $(FIB_GALA) models/fib-gala benchmarks/results
+
+objects-pool: $(STAMP)  ## the working pixel of objects on serial sections, by measurement on ISBI 2012's 30 labelled sections (~1 min): benchmarks/results/objects_pool.*
+	$(BIN)/python -m benchmarks.objects_pool $(EMSEG_DATA) benchmarks/results
 
 objects-scale: $(STAMP)  ## objects at a lab's scale: 100 x 4096² from vnc-stack2 through volume --neurons, 2 workers (~15 min): benchmarks/results/objects_scale.*
 	$(BIN)/python -m benchmarks.objects_scale $(EMSEG_DATA) benchmarks/results

@@ -11,13 +11,22 @@ timed by the command's own lines (segmentation, then objects), with the peak
 resident memory of the workers (as the command reports it) and of the client
 process, which holds the global merge (``/proc``'s VmHWM of the command).
 
+Then resume at that scale: the objects are made again from scratch (another
+scoring first, so the stored ones are discarded), that run is killed with SIGKILL
+half-way through its fragments, and the same command again must finish with
+``labels/fragments`` and ``labels/neurons`` identical, chunk by chunk, to the first
+run's.
+
 ``python -m benchmarks.objects_scale DATA OUT [SECTIONS SIDE]``: about 15 min on 2
 cores for the default 100 x 4096; writes OUT/objects_scale.json and .md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -76,6 +85,7 @@ def main(data: Path, out: Path, sections: int = 100, side: int = 4096) -> None:
         "peak_rss_client_mb": round(peak_client), "wall_s": wall,
     }
     result["objects_share_of_segmentation"] = result["objects_s"] / result["segmentation_s"]
+    result.update(resume(output))
     out.mkdir(parents=True, exist_ok=True)
     (out / "objects_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     table = (f"| {result['volume']} px, {result['machine']}, {result['date']} | |\n|---|---:|\n"
@@ -88,9 +98,61 @@ def main(data: Path, out: Path, sections: int = 100, side: int = 4096) -> None:
              f"(graph {result['graph_s']:.1f} s) |\n"
              f"| peak RSS per worker: segmentation, objects | {result['peak_rss_worker_segmentation_mb']} MB, "
              f"{result['peak_rss_worker_objects_mb']} MB |\n"
-             f"| peak RSS of the client (global merge) | {result['peak_rss_client_mb']} MB |\n")
+             f"| peak RSS of the client (global merge) | {result['peak_rss_client_mb']} MB |\n"
+             f"| killed with SIGKILL after {result['resume_killed_after_blocks']} of {result['resume_blocks']} "
+             f"blocks' fragments, then again | {result['resume_s']:.0f} s, labels "
+             f"{'identical' if result['resume_identical'] else 'DIFFERENT'} to the uninterrupted run's |\n")
     (out / "objects_scale.md").write_text(table)
     print(table)
+
+
+def resume(output: Path) -> dict:
+    """Objects again, killed with SIGKILL during their fragments, then finished: identical?"""
+    import zarr
+
+    before = _digests(output)
+    scoring = zarr.open_group(str(output), mode="r").attrs["emseg-lite"]["objects"]["scoring"]
+    command = [CLI, "neurons", str(output), "--voxels", "anisotropic", "--workers", "2", "--quiet"]
+    subprocess.run([*command, "--scoring", "mean"], check=True, capture_output=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while process.poll() is None and not _half_fragmented(output, scoring):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    flags = np.asarray(zarr.open_group(str(output), mode="r")["objects/fragmented"])
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return {"resume_killed_after_blocks": int(flags.sum()), "resume_blocks": int(flags.size),
+            "resume_s": time.perf_counter() - start, "resume_identical": _digests(output) == before}
+
+
+def _half_fragmented(output: Path, scoring: str) -> bool:
+    """Whether the objects being made with ``scoring`` have half their blocks' fragments."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(output), mode="r")
+        if group.attrs["emseg-lite"]["objects"]["scoring"] != scoring:
+            return False
+        flags = np.asarray(group["objects/fragmented"])
+    except (KeyError, ValueError, OSError):  # caught between the objects' metadata writes
+        return False
+    return 2 * int(flags.sum()) >= flags.size
+
+
+def _digests(output: Path) -> dict:
+    """sha256 of every chunk of the objects' label arrays."""
+    import zarr
+
+    group = zarr.open_group(str(output), mode="r")
+    digests = {}
+    for name in ("fragments", "neurons"):
+        array = group[f"labels/{name}/0"]
+        rows, cols = array.chunks[1:]
+        for y in range(0, array.shape[1], rows):
+            for x in range(0, array.shape[2], cols):
+                digests[name, y, x] = hashlib.sha256(np.ascontiguousarray(array[:, y:y + rows, x:x + cols])).hexdigest()
+    return digests
 
 
 def _hwm_mb(pid: int) -> float:

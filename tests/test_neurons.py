@@ -123,8 +123,8 @@ def test_unknown_section_spacing_is_taken_for_serial_sections(segmented, tmp_pat
     shutil.copytree(segmented, out)
     result = run("neurons", out, "--workers", "1")
     assert result.returncode == 0, result.stderr
-    assert "section spacing unknown: taken as serial sections (xy only)" in result.stderr
-    assert "(xy sections)" in result.stderr
+    assert "section spacing unknown: taken as serial sections (xy only, pooled 8 x 8)" in result.stderr
+    assert "(xy sections, graph on 8 x 8 pixels)" in result.stderr
 
 
 def test_one_section_and_blank_sections_make_objects(isbi, tmp_path):
@@ -168,3 +168,28 @@ def test_ids_widen_to_64_bits_when_a_volume_needs_it():
 
     assert object_dtype((100, 4096, 4096), 512) == np.uint32
     assert object_dtype((2000, 20000, 20000), 512) == np.uint64
+
+
+def test_working_pixel_is_the_largest_power_of_two_within_the_section_spacing():
+    from emseg_lite.runtime.post.objects import xy_pool
+
+    assert xy_pool(50.0, 4.0, False, 8) == 8  # ISBI 2012: 32 nm, not 64
+    assert xy_pool(45.0, 4.6, False, 8) == 8  # vnc-stack2
+    assert xy_pool(20.0, 8.0, False, 8) == 2
+    assert xy_pool(4.0, 4.0, False, 8) == 1
+    assert xy_pool(10.0, 10.0, True, 8) == 1  # FIB-SEM: the sections' own pixel
+    assert xy_pool(None, 4.0, False, 8) == 8  # unknown: the card's serial_pool
+
+
+def test_pooled_fragments_keep_a_one_pixel_membrane_closed_and_cover_every_pixel():
+    from emseg_lite.runtime.post.objects import fragments_and_merges
+
+    probability = np.full((3, 61, 70), 0.02, np.float32)
+    probability[:, :, 29] = 1.0  # one pixel wide, not on a pooling cell's edge
+    fragments, history = fragments_and_merges(probability, 100, "quantile-75", pool=8)
+    neurons = history.merge(0.5).apply(fragments, 100, int(fragments.max()) - 100, renumber=True)
+    assert fragments.shape == probability.shape and (fragments > 100).all()
+    left, right = np.unique(neurons[:, :, :24]), np.unique(neurons[:, :, 32:])
+    assert len(left) == 1 and len(right) == 1 and left[0] != right[0]
+    cells = fragments[:, :56, :64].reshape(3, 7, 8, 8, 8)
+    assert (cells == cells[:, :, :1, :, :1]).all()  # one id per 8 x 8 working pixel

@@ -34,17 +34,20 @@ class Voxels(str, Enum):
     anisotropic = "anisotropic"
 
 
-def isotropic_voxels(voxels: Voxels, voxel_size: dict, ratio: float, name) -> bool:
-    """Whether to look at xz and yz planes too: as asked, else from the stored voxel size
-    (a note when the section spacing is unknown: taken for serial sections)."""
-    if voxels is not Voxels.auto:
-        return voxels is Voxels.isotropic
+def voxel_geometry(voxels: Voxels, voxel_size: dict, objects, name) -> tuple[bool, int]:
+    """(whether to look at xz and yz planes too, the xy pooling of the objects' working
+    pixel): as asked, else from the stored voxel size (a note when the section spacing
+    is unknown: taken for serial sections, the card's ``serial_pool``)."""
+    from ..post.objects import xy_pool
+
     z, y = voxel_size.get("z"), voxel_size.get("y")
-    if not z or not y:
-        typer.echo(f"{name}: section spacing unknown: taken as serial sections (xy only); "
-                   "--voxels isotropic for FIB-SEM", err=True)
-        return False
-    return z <= ratio * y
+    if voxels is Voxels.auto and not (z and y):
+        typer.echo(f"{name}: section spacing unknown: taken as serial sections (xy only, "
+                   f"pooled {objects.serial_pool} x {objects.serial_pool}); --voxels isotropic for FIB-SEM",
+                   err=True)
+    isotropic = voxels is Voxels.isotropic if voxels is not Voxels.auto else \
+        bool(z and y) and z <= objects.isotropic_ratio * y
+    return isotropic, xy_pool(z, y, isotropic, objects.serial_pool)
 
 
 @app.command()
@@ -84,12 +87,12 @@ def neurons(
         card = ModelCard.load(card_path_for(model_path))
     except EmsegError as exc:
         raise fail(exc) from None
-    isotropic = isotropic_voxels(voxels, attrs.get("voxel_size", {}), card.objects.isotropic_ratio, output)
+    isotropic, pool = voxel_geometry(voxels, attrs.get("voxel_size", {}), card.objects, output)
     if isotropic and card.model.sha256 != attrs["model"]["sha256"]:
         raise fail(f"{output}: segmented with {attrs['model']['file']}; pass it as --model for the xz and yz planes")
     job = ObjectsJob(attrs["layout"]["input"], str(output.resolve()), str(model_path), 1, block,
                      scoring.value if scoring else card.objects.scoring,
-                     card.objects.threshold if threshold is None else threshold, isotropic)
+                     card.objects.threshold if threshold is None else threshold, isotropic, pool)
     client = _client(workers, scheduler)
     try:
         failures = run_objects(job, group, client, quiet, output)
@@ -137,7 +140,8 @@ def run_objects(job, group, client, quiet: bool, name) -> int:
     if bar is not None:
         bar.__exit__(None, None, None)
     if not quiet and not failed:
-        how = "isotropic: xy, xz and yz planes" if job.isotropic else "xy sections"
+        how = "isotropic: xy, xz and yz planes" if job.isotropic else \
+            f"xy sections, graph on {job.pool} x {job.pool} pixels"
         typer.echo(f"neurons at threshold {job.threshold} ({how}) in {time.perf_counter() - started:.1f} s; "
                    f"worker time: {objects:.1f} s fragments, merges and neurons"
                    + (f", {views:.1f} s network on xz and yz planes" if job.isotropic else "")

@@ -27,7 +27,7 @@ from .common import (
     load,
     tell_placement,
 )
-from .neurons import OBJECT_BLOCK, Voxels, isotropic_voxels, run_objects
+from .neurons import OBJECT_BLOCK, Voxels, run_objects, voxel_geometry
 
 
 class ProbabilityType(str, Enum):
@@ -161,6 +161,6 @@ def _objects_job(job, card, voxels: Voxels, source, out: Path):
     from ..pipelines.neurons import ObjectsJob
 
     scale = source.scale
-    isotropic = isotropic_voxels(voxels, {"z": scale.z, "y": scale.y}, card.objects.isotropic_ratio, out)
+    isotropic, pool = voxel_geometry(voxels, {"z": scale.z, "y": scale.y}, card.objects, out)
     return ObjectsJob(job.input, job.output, job.model, job.threads, OBJECT_BLOCK, card.objects.scoring,
-                      card.objects.threshold, isotropic)
+                      card.objects.threshold, isotropic, pool)

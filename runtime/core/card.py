@@ -84,11 +84,15 @@ class Objects:
     fragments merge while the ``scoring`` of their shared face (``objects.SCORINGS``) stays
     below ``threshold``, chosen on fib-gala's train volume (``make objects-study``). Voxels
     whose section spacing is at most ``isotropic_ratio`` pixels count as isotropic: the
-    network then also looks at the volume's xz and yz planes."""
+    network then also looks at the volume's xz and yz planes. Other voxels are serial
+    sections, whose graph is built on a pixel pooled in xy (``objects.xy_pool``):
+    ``serial_pool`` where the spacing is not known, ISBI 2012's 4 nm pixel under 50 nm
+    sections."""
 
     threshold: float = 0.5
     scoring: str = "quantile-75"
     isotropic_ratio: float = 2.0
+    serial_pool: int = 8
 
 
 @dataclass(frozen=True)

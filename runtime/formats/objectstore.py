@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.errors import OutputError
 from ..core.geometry import Region
-from .omezarr import image_label, multiscales, scale_of
+from .omezarr import image_label, multiscales, probability_of, scale_of
 
 FACES = ("top", "bottom", "left", "right")
 
@@ -57,8 +57,9 @@ class ObjectStore:
 
     def write_block(self, row: int, col: int, core: Region, fragments: np.ndarray, probability: np.ndarray,
                     pairs: np.ndarray, scores: np.ndarray) -> None:
-        """A block's fragments (z, y, x), its faces and merge history; then mark it fragmented."""
-        self.fragments[:, core.slices[0], core.slices[1]] = fragments.astype(self.fragments.dtype)
+        """A block's fragments (z, y, x), its faces and merge history; then mark it fragmented.
+        ``probability``: float, or uint8 as ``probabilities`` stores it."""
+        self.fragments[:, core.slices[0], core.slices[1]] = fragments.astype(self.fragments.dtype, copy=False)
         lines = np.zeros((4, self.depth, self.block), dtype=self.faces.dtype)
         chance = np.zeros((4, self.depth, self.block), dtype=np.float16)
         for index, (ids, p) in enumerate(_faces(fragments, probability)):
@@ -78,16 +79,17 @@ class ObjectStore:
         return np.asarray(self.group[f"objects/merges/{name}"]), np.asarray(self.group[f"objects/scores/{name}"])
 
     def write_neurons(self, row: int, col: int, core: Region, neurons: np.ndarray) -> None:
-        self.neurons[:, core.slices[0], core.slices[1]] = neurons.astype(self.neurons.dtype)
+        self.neurons[:, core.slices[0], core.slices[1]] = neurons.astype(self.neurons.dtype, copy=False)
         self.labelled[row, col] = 1
 
 
 def _faces(fragments: np.ndarray, probability: np.ndarray):
-    """(ids, probability) on the top, bottom, left and right faces, each (z, length)."""
-    yield fragments[:, 0, :], probability[:, 0, :]
-    yield fragments[:, -1, :], probability[:, -1, :]
-    yield fragments[:, :, 0], probability[:, :, 0]
-    yield fragments[:, :, -1], probability[:, :, -1]
+    """(ids, probability) on the top, bottom, left and right faces, each (z, length);
+    ``probability`` as ``probabilities`` stores it, or float."""
+    yield fragments[:, 0, :], probability_of(probability[:, 0, :])
+    yield fragments[:, -1, :], probability_of(probability[:, -1, :])
+    yield fragments[:, :, 0], probability_of(probability[:, :, 0])
+    yield fragments[:, :, -1], probability_of(probability[:, :, -1])
 
 
 def object_dtype(shape: tuple[int, int, int], block: int) -> np.dtype:

@@ -4,9 +4,9 @@ Three steps over object blocks (every section, ``block`` x ``block`` pixels):
 
 1. **fragments** (a task per block, on the workers): the block's membrane
    probability in 3-D -- the stored per-section map, averaged on isotropic data
-   (FIB-SEM) with the network's view of the block's xz and yz planes --, waterz's
-   fragments and merge history (``post.objects``), written with the block's
-   faces (``formats.objectstore``);
+   (FIB-SEM) with the network's view of the block's xz and yz planes, pooled in xy
+   on serial sections --, waterz's fragments and merge history (``post.objects``),
+   written with the block's faces (``formats.objectstore``);
 2. **graph** (the client): every block's history, plus the candidate merges
    across each face between blocks, scored from the stored faces -- one list of
    (fragment, fragment, score), kept in the output;
@@ -29,7 +29,8 @@ import numpy as np
 
 from ..core.geometry import Region
 from ..formats.objectstore import ObjectStore
-from ..post.objects import Agglomeration, face_merges, fragments_and_merges
+from ..formats.omezarr import probability_of
+from ..post.objects import Agglomeration, face_merges, fragments_and_merges, unpooled
 from ..post.seams import Merge
 from .volume import (
     RETRIES,
@@ -58,11 +59,13 @@ class ObjectsJob:
     scoring: str
     threshold: float
     isotropic: bool
+    pool: int
+    """The xy pooling of the objects' working pixel (``post.objects.xy_pool``)."""
 
     def parameters(self) -> dict:
         """What the stored objects depend on (``objectstore.open_objects``)."""
         return {"block": self.block, "scoring": self.scoring, "threshold": self.threshold,
-                "isotropic": self.isotropic}
+                "isotropic": self.isotropic, "pool": self.pool}
 
 
 @dataclass
@@ -184,7 +187,7 @@ def _store(job: ObjectsJob) -> ObjectStore:
     path = job.output
     # keyed by the parameters too: a long-lived cluster (--scheduler) must not keep the
     # handles of arrays that a run with another block size created again
-    key = ("objects", path, job.block, job.scoring, job.isotropic)
+    key = ("objects", path, job.block, job.scoring, job.isotropic, job.pool)
     return cached(key, lambda: ObjectStore(path, zarr.open_group(path, mode="r+")))
 
 
@@ -193,13 +196,14 @@ def fragment_block(job: ObjectsJob, row: int, col: int, core: Region) -> tuple[f
     """Fragments and merge history of one block; returns (seconds, of which on xz and yz planes, peak MB)."""
     start = time.perf_counter()
     store = _store(job)
-    stored = store.group["probabilities"][:, core.slices[0], core.slices[1]]
-    probability = stored.astype(np.float32) / 255.0 if stored.dtype == np.uint8 else stored.astype(np.float32)
+    probability = store.group["probabilities"][:, core.slices[0], core.slices[1]]
     views = 0.0
     if job.isotropic:
-        probability = (probability + 2.0 * orthogonal_probability(job, core, store.depth)) / 3.0
+        probability = (probability_of(probability) + 2.0 * orthogonal_probability(job, core, store.depth)) / 3.0
         views = time.perf_counter() - start
-    fragments, merges = fragments_and_merges(probability, store.first_id(row, col), job.scoring)
+    # serial sections stay in their stored bytes: pooled first, the working pixel made float
+    fragments, merges = fragments_and_merges(probability, store.first_id(row, col), job.scoring, job.pool,
+                                             store.fragments.dtype)
     store.write_block(row, col, core, fragments, probability, merges.pairs, merges.scores)
     return time.perf_counter() - start, views, _peak_mb()
 
@@ -222,13 +226,16 @@ def orthogonal_probability(job: ObjectsJob, core: Region, depth: int) -> np.ndar
 
 @one_line
 def label_block(job: ObjectsJob, row: int, col: int, core: Region, merge: Merge) -> tuple[float, float, float]:
-    """Neurons of one block from its fragments and its part of the merge; returns (seconds, 0, peak MB)."""
+    """Neurons of one block from its fragments and its part of the merge; returns (seconds, 0, peak MB).
+    Fragments are whole working pixels (``job.pool``): the merge rewrites one pixel of each."""
     start = time.perf_counter()
     store = _store(job)
     fragments = np.asarray(store.fragments[:, core.slices[0], core.slices[1]])
+    cells = fragments[:, ::job.pool, ::job.pool]
     first = store.first_id(row, col)
-    count = max(int(fragments.max(initial=0)) - first, 0)
-    store.write_neurons(row, col, core, merge.apply(fragments, first, count))
+    count = max(int(cells.max(initial=0)) - first, 0)
+    neurons = unpooled(merge.apply(cells, first, count), job.pool, *fragments.shape[1:], store.neurons.dtype)
+    store.write_neurons(row, col, core, neurons)
     return time.perf_counter() - start, 0.0, _peak_mb()
 
 
