@@ -71,11 +71,12 @@ def segment_stack(segmenter: Segmenter, pages: np.ndarray, post: PostProcessing,
 def neurons_of(probability: np.ndarray, card: ModelCard) -> np.ndarray:
     """A stack's 3-D neurons: the objects step of ``volume --neurons`` (``post.objects``) on
     one block, the whole stack, at the card's threshold. A layer says nothing of its voxel
-    size, so the stack is taken for serial sections of unknown spacing (``--voxels
-    anisotropic``: the card's ``serial_pool``)."""
+    size, so the stack is taken for serial sections (``--voxels anisotropic``), at the
+    sections' own pixel: proofreading edits neurons along their membranes pixel by pixel,
+    which the blocky boundaries of a pooled working pixel (``volume``'s) would not allow."""
     from ..post.objects import fragments_and_merges
 
-    fragments, history = fragments_and_merges(probability, 0, card.objects.scoring, card.objects.serial_pool)
+    fragments, history = fragments_and_merges(probability, 0, card.objects.scoring)
     return history.merge(card.objects.threshold).apply(fragments, 0, int(fragments.max()), renumber=True)
 
 
