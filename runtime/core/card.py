@@ -5,8 +5,8 @@ A card is a JSON file beside a model (``model.keras`` in a run directory,
 layer needs -- tile size and halo, intensity normalisation, threshold and
 post-processing, mask polarity, tensor quantisation -- so none of them is
 repeated as a literal anywhere else. Train writes the first card; export copies
-it per variant and fills in the variant's file, tensors and measured figures;
-the runtime reads it and trusts nothing else.
+it per variant and fills in the variant's file, tensors and measured figures; the runtime reads
+it and trusts nothing else.
 
 Loading is strict in the CSBDeep manner: unknown keys, missing keys and wrong
 types are all reported at once, in one line naming the file.
@@ -84,10 +84,7 @@ class Objects:
     fragments merge while the ``scoring`` of their shared face (``objects.SCORINGS``) stays
     below ``threshold``, chosen on fib-gala's train volume (``make objects-study``). Voxels
     whose section spacing is at most ``isotropic_ratio`` pixels count as isotropic: the
-    network then also looks at the volume's xz and yz planes. Other voxels are serial
-    sections, whose graph is built on a pixel pooled in xy (``objects.xy_pool``):
-    ``serial_pool`` where the spacing is not known, ISBI 2012's 4 nm pixel under 50 nm
-    sections."""
+    network then also looks at xz and yz planes; ``serial_pool``: ``objects.xy_pool``'s default."""
 
     threshold: float = 0.5
     scoring: str = "quantile-75"
