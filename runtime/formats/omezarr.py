@@ -48,7 +48,7 @@ def probability_of(stored: np.ndarray) -> np.ndarray:
     """float32 membrane probability of what ``probabilities`` holds (uint8: value / 255)."""
     if stored.dtype == np.uint8:
         return stored.astype(np.float32) / np.float32(255.0)
-    return stored.astype(np.float32)
+    return stored.astype(np.float32, copy=False)  # float32 already: no second copy of a block
 
 
 @dataclass(frozen=True)
