@@ -168,7 +168,7 @@ objects-study: $(STAMP)  ## 3-D objects on fib-gala: chosen on the train volume,
 objects-pool: $(STAMP)  ## the working pixel of objects on serial sections, by measurement on ISBI 2012's 30 labelled sections (~1 min): benchmarks/results/objects_pool.*
 	$(BIN)/python -m benchmarks.objects_pool $(EMSEG_DATA) benchmarks/results
 
-objects-scale: $(STAMP)  ## objects at a lab's scale: 100 x 4096² from vnc-stack2 through volume --neurons, 2 workers (~15 min): benchmarks/results/objects_scale.*
+objects-scale: $(STAMP)  ## objects at a lab's scale: 100 x 4096² from vnc-stack2 through volume --neurons, 2 workers, then resumed after kill -9 (~7 min): benchmarks/results/objects_scale.*
 	$(BIN)/python -m benchmarks.objects_scale $(EMSEG_DATA) benchmarks/results
 
 carryover-study: $(STAMP)  ## the same recipe, unchanged, on a volume it never saw: NEUROPROOF=a clone of janelia-flyem/neuroproof_examples (~4 min)

@@ -17,7 +17,7 @@ half-way through its fragments, and the same command again must finish with
 ``labels/fragments`` and ``labels/neurons`` identical, chunk by chunk, to the first
 run's.
 
-``python -m benchmarks.objects_scale DATA OUT [SECTIONS SIDE]``: about 15 min on 2
+``python -m benchmarks.objects_scale DATA OUT [SECTIONS SIDE]``: about 7 min on 2
 cores for the default 100 x 4096; writes OUT/objects_scale.json and .md.
 """
 from __future__ import annotations

@@ -213,6 +213,18 @@ def test_reader_opens_segment_and_volume_outputs_at_their_scale(make_napari_view
     assert layers[1].data.shape == (2, 512, 512) and set(np.unique(np.asarray(layers[1].data))) == {0, 1}
     np.testing.assert_array_equal(np.asarray(layers[0].data[1]), np.asarray(Image.open(sections / "1.png")))
 
+    subprocess.run([CLI, "volume", str(sections), "-o", str(tmp_path / "obj.ome.zarr"), "--workers", "1", "-q",
+                    "--pixel-size-nm", "4", "--neurons"], check=True)
+    layers = {layer.name: layer for layer in viewer.open(tmp_path / "obj.ome.zarr", plugin="emseg-lite")}
+    fragments, neurons = layers["obj.ome.zarr fragments"], layers["obj.ome.zarr neurons"]
+    assert fragments.data.shape == (2, 64, 64) and neurons.data.shape == (2, 512, 512)
+    assert tuple(neurons.scale) == (1.0, 4.0, 4.0) and tuple(fragments.scale) == (1.0, 32.0, 32.0)
+    # fragments lie on the working pixel of 8 x 8 sections' pixels: the pixel (y, x) of a
+    # section falls in the fragment cell (y // 8, x // 8)
+    for y, x in ((0, 0), (100, 203), (511, 511)):
+        cell = np.round(fragments.world_to_data(neurons.data_to_world((1, y, x)))).astype(int)
+        assert tuple(cell) == (1, y // 8, x // 8), (y, x, cell)
+
 
 def test_bad_input_is_one_message_and_the_layers_stay(viewer_and_widget, qtbot, test_slice, tmp_path, monkeypatch):
     viewer, widget = viewer_and_widget

@@ -110,7 +110,7 @@ def run_objects(job, group, client, quiet: bool, name) -> int:
 
     try:
         shape = group["labels/membrane/0"].shape
-        store = open_objects(Path(job.output), group, job.parameters(), engine.object_grid(*shape[1:], job.block))
+        store = open_objects(Path(job.output), group, job.parameters(), engine.object_grid(*shape[1:], job.block, job.pool))
     except EmsegError as exc:
         raise fail(exc) from None
     failed = 0

@@ -41,6 +41,10 @@ class Region:
         """This region's slices in an array that holds ``outer``."""
         return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)
 
+    def pooled(self, pool: int) -> "Region":
+        """The cells of a grid of ``pool`` x ``pool`` pixels that this region covers."""
+        return Region(self.y0 // pool, self.x0 // pool, -(-self.y1 // pool), -(-self.x1 // pool))
+
     def grown(self, margin: int, height: int, width: int) -> "Region":
         """Grown by ``margin`` on every side, clipped to a ``height`` x ``width`` section."""
         return Region(max(0, self.y0 - margin), max(0, self.x0 - margin),

@@ -2,17 +2,20 @@
 
 Beside the section labels of ``omezarr``:
 
-    labels/fragments/0  uint32 (uint64 for huge volumes): 3-D supervoxels, ids unique
-    labels/neurons/0    the same type: fragments joined at the output's threshold
-    objects/faces       per object block, the fragment ids on its core's four side faces
-    objects/face_probability   and the membrane probability there (float16)
+    labels/fragments/0  uint32 (uint64 for huge volumes): 3-D supervoxels, ids unique, on
+                        the working pixel (``pool`` x ``pool`` in xy, scaled to match)
+    labels/neurons/0    the same type, on every pixel: fragments joined at the threshold
+    objects/faces       per object block, the fragment ids on its four side faces
+    objects/face_probability   and the (pooled) membrane probability there (float16)
     objects/merges/R_C  per block, the merge history: fragment id pairs (n, 2) ...
     objects/scores/R_C  ... and the score of each merge (n,)
     objects/fragmented  one byte per object block, 1 once its fragments and merges are written
     objects/labelled    one byte per object block, 1 once its neurons are written
 
-Object blocks span every section and ``block`` x ``block`` pixels: the merge
-history of a block is its own, and the client joins blocks at their faces.
+Object blocks span every section and ``block`` x ``block`` pixels, whole working
+pixels: the merge history of a block is its own, and the client joins blocks at
+their faces. Fragments stay on the grid they were made on: repeating them to every
+pixel would write and read ``pool``² times the ids for nothing the neurons need.
 "objects" in the root attributes holds the parameters; a run with other
 parameters than the stored ones starts the objects again, one with only another
 threshold rewrites the neurons only.
@@ -28,6 +31,9 @@ from ..core.geometry import Region
 from .omezarr import image_label, multiscales, probability_of, scale_of
 
 FACES = ("top", "bottom", "left", "right")
+LAYOUT = 2
+"""Of the arrays above; objects stored in another layout are made again (2: fragments on
+the working pixel)."""
 
 
 class ObjectStore:
@@ -45,23 +51,31 @@ class ObjectStore:
         self.labelled = objects["labelled"]
         self.parameters = dict(group.attrs["emseg-lite"]["objects"])
         self.block = int(self.parameters["block"])
+        self.pool = int(self.parameters.get("pool", 1))
 
     @property
     def depth(self) -> int:
         return self.fragments.shape[0]
 
+    @property
+    def span(self) -> int:
+        """How many ids each block may use: one per working voxel of a whole block."""
+        return self.depth * cells_per_side(self.block, self.pool) ** 2
+
     def first_id(self, row: int, col: int) -> int:
         """A block's fragment ids are this + 1, + 2, ...: unique across the volume."""
         cols = self.fragmented.shape[1]
-        return (row * cols + col) * self.depth * self.block * self.block
+        return (row * cols + col) * self.span
 
     def write_block(self, row: int, col: int, core: Region, fragments: np.ndarray, probability: np.ndarray,
                     pairs: np.ndarray, scores: np.ndarray) -> None:
-        """A block's fragments (z, y, x), its faces and merge history; then mark it fragmented.
-        ``probability``: float, or uint8 as ``probabilities`` stores it."""
-        self.fragments[:, core.slices[0], core.slices[1]] = fragments.astype(self.fragments.dtype, copy=False)
-        lines = np.zeros((4, self.depth, self.block), dtype=self.faces.dtype)
-        chance = np.zeros((4, self.depth, self.block), dtype=np.float16)
+        """A block's fragments (z, y, x) on the working pixel, its faces and merge history; then
+        mark it fragmented. ``probability``: pooled as the fragments, float or uint8 as
+        ``probabilities`` stores it."""
+        cells = core.pooled(self.pool)
+        self.fragments[:, cells.slices[0], cells.slices[1]] = fragments.astype(self.fragments.dtype, copy=False)
+        lines = np.zeros(self.faces.shape[2:], dtype=self.faces.dtype)
+        chance = np.zeros(self.faces.shape[2:], dtype=np.float16)
         for index, (ids, p) in enumerate(_faces(fragments, probability)):
             lines[index, :, :ids.shape[1]] = ids
             chance[index, :, :ids.shape[1]] = p
@@ -92,16 +106,23 @@ def _faces(fragments: np.ndarray, probability: np.ndarray):
     yield fragments[:, :, -1], probability_of(probability[:, :, -1])
 
 
-def object_dtype(shape: tuple[int, int, int], block: int) -> np.dtype:
+def cells_per_side(block: int, pool: int) -> int:
+    """Working pixels along a side of the largest object block."""
+    return -(-block // pool)
+
+
+def object_dtype(shape: tuple[int, int, int], block: int, pool: int = 1) -> np.dtype:
+    """uint32 while every block's ids (``ObjectStore.first_id``) fit, else uint64."""
     depth, height, width = shape
     blocks = -(-height // block) * -(-width // block)
-    return np.dtype(np.uint32 if (blocks + 1) * depth * block * block < 2**32 else np.uint64)
+    return np.dtype(np.uint32 if (blocks + 1) * depth * cells_per_side(block, pool) ** 2 < 2**32 else np.uint64)
 
 
 def open_objects(path: Path, group, parameters: dict, chunks: tuple[int, int]) -> ObjectStore:
     """The objects of ``group`` for ``parameters``, on blocks of ``chunks`` (height, width) px:
     created (again) unless they exist with the same parameters, but perhaps another
     threshold, whose neurons are then rewritten."""
+    parameters = {**parameters, "layout": LAYOUT}
     stored = group.attrs["emseg-lite"].get("objects")
     same = stored is not None and {k: v for k, v in stored.items() if k != "threshold"} == \
         {k: v for k, v in parameters.items() if k != "threshold"} and "objects" in group
@@ -123,23 +144,26 @@ def _create(group, parameters: dict, chunks: tuple[int, int]) -> None:
 
     membrane = group["labels/membrane/0"]
     shape = membrane.shape
-    block = int(parameters["block"])
+    block, pool = int(parameters["block"]), int(parameters.get("pool", 1))
     rows, cols = -(-shape[1] // chunks[0]), -(-shape[2] // chunks[1])
-    dtype = object_dtype(shape, block)
+    dtype = object_dtype(shape, block, pool)
     compressors = [Zstd(level=1)]
     labels = group["labels"]
     scale = scale_of(group["labels/membrane"])
-    for name in ("fragments", "neurons"):
+    for name, on in (("fragments", pool), ("neurons", 1)):
         image = labels.create_group(name, overwrite=True)
-        image.create_array("0", shape=shape, chunks=(1, *chunks), dtype=dtype, fill_value=0, compressors=compressors)
-        image.attrs.update(multiscales=multiscales(name, "0", scale), **{"image-label": image_label(None)})
+        image.create_array("0", shape=(shape[0], -(-shape[1] // on), -(-shape[2] // on)),
+                           chunks=(1, -(-chunks[0] // on), -(-chunks[1] // on)), dtype=dtype, fill_value=0,
+                           compressors=compressors)
+        image.attrs.update(multiscales=multiscales(name, "0", scale, on), **{"image-label": image_label(None)})
     labels.attrs["labels"] = [*[n for n in labels.attrs["labels"] if n not in ("fragments", "neurons")],
                               "fragments", "neurons"]
     objects = group.create_group("objects", overwrite=True)
-    objects.create_array("faces", shape=(rows, cols, 4, shape[0], block), chunks=(1, 1, 4, shape[0], block),
+    face = (4, shape[0], cells_per_side(block, pool))
+    objects.create_array("faces", shape=(rows, cols, *face), chunks=(1, 1, *face),
                          dtype=dtype, fill_value=0, compressors=compressors)
-    objects.create_array("face_probability", shape=(rows, cols, 4, shape[0], block),
-                         chunks=(1, 1, 4, shape[0], block), dtype=np.float16, fill_value=0, compressors=compressors)
+    objects.create_array("face_probability", shape=(rows, cols, *face),
+                         chunks=(1, 1, *face), dtype=np.float16, fill_value=0, compressors=compressors)
     for flags in ("fragmented", "labelled"):
         objects.create_array(flags, shape=(rows, cols), chunks=(1, 1), dtype=np.uint8, fill_value=0)
     objects.create_group("merges")

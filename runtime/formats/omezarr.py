@@ -230,11 +230,27 @@ def scale_of(image) -> Scale:
     return Scale(z, y, x, meta["axes"][0].get("unit"))
 
 
-def multiscales(name: str, path: str, scale: Scale) -> list[dict]:
+def multiscales(name: str, path: str, scale: Scale, pool: int = 1) -> list[dict]:
+    """One dataset's metadata; ``pool`` > 1: an image on cells of ``pool`` x ``pool`` pixels
+    in xy, scaled and shifted so that each cell's centre lies on the pixels it covers."""
     axes = [{"name": a, "type": "space", **({"unit": scale.unit} if scale.unit else {})} for a in "zyx"]
     sizes = [scale.z or 1.0, scale.y or 1.0, scale.x or 1.0]
+    transforms = [{"type": "scale", "scale": [sizes[0], sizes[1] * pool, sizes[2] * pool]}]
+    if pool > 1:
+        transforms.append({"type": "translation",
+                           "translation": [0.0, sizes[1] * (pool - 1) / 2, sizes[2] * (pool - 1) / 2]})
     return [{"version": VERSION, "name": name, "axes": axes,
-             "datasets": [{"path": path, "coordinateTransformations": [{"type": "scale", "scale": sizes}]}]}]
+             "datasets": [{"path": path, "coordinateTransformations": transforms}]}]
+
+
+def placement(image) -> dict[str, tuple[float, ...]]:
+    """An image group's scale and translation (z, y, x), as napari's layers take them."""
+    transforms = image.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    placed = {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0)}
+    for transform in transforms:
+        key = "scale" if transform["type"] == "scale" else "translate"
+        placed[key] = tuple(transform[transform["type"]])
+    return placed
 
 
 def image_label(colour: list[int] | None) -> dict:

@@ -108,6 +108,8 @@ def _read_volume(path: Path) -> list[LayerData]:
     import dask.array as da
     import zarr
 
+    from ..formats.omezarr import placement
+
     group = zarr.open_group(str(path), mode="r")
     attrs = group.attrs.asdict()
     scale = tuple(attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"])
@@ -124,7 +126,8 @@ def _read_volume(path: Path) -> list[LayerData]:
     for name in ("membrane", "regions", "fragments", "neurons"):
         if f"labels/{name}/0" in group:  # fragments and neurons once emseg-lite neurons has run
             layers.append((da.from_zarr(group[f"labels/{name}/0"]),
-                           {"name": f"{path.name} {name}", "scale": scale, "visible": name != "fragments"}, "labels"))
+                           {"name": f"{path.name} {name}", **placement(group[f"labels/{name}"]),
+                            "visible": name != "fragments"}, "labels"))
     return layers
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..core.card import Evaluation, PostProcessing, Scores
 from ..core.errors import InputError
 from ..post.metrics import ChallengeScores, ObjectScores, challenge_scores, mean_scores, object_scores, score_slice
+from ..post.objects import unpooled
 from ..post.postprocess import membrane_mask
 from .datasets import LabeledVolume
 
@@ -98,4 +99,13 @@ def score_objects(group, truth: np.ndarray, source) -> dict[str, ObjectScores]:
     if truth.shape != tuple(shape):
         raise InputError(source, f"holds a {' x '.join(map(str, shape))} volume; the labels are "
                                  f"{' x '.join(map(str, truth.shape))}")
-    return {name: object_scores(truth, np.asarray(group[f"labels/{name}/0"])) for name in present}
+    return {name: object_scores(truth, _on_every_pixel(group, name)) for name in present}
+
+
+def _on_every_pixel(group, name: str) -> np.ndarray:
+    """A label image on the sections' pixels: fragments are stored on the objects' working pixel."""
+    ids = np.asarray(group[f"labels/{name}/0"])
+    if name != "fragments":
+        return ids
+    pool = int(group.attrs["emseg-lite"]["objects"].get("pool", 1))
+    return unpooled(ids, pool, *group["labels/membrane/0"].shape[1:], ids.dtype)

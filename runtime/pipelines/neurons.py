@@ -6,13 +6,13 @@ Three steps over object blocks (every section, ``block`` x ``block`` pixels):
    probability in 3-D -- the stored per-section map, averaged on isotropic data
    (FIB-SEM) with the network's view of the block's xz and yz planes, pooled in xy
    on serial sections --, waterz's fragments and merge history (``post.objects``),
-   written with the block's faces (``formats.objectstore``);
+   written on that working pixel with the block's faces (``formats.objectstore``);
 2. **graph** (the client): every block's history, plus the candidate merges
    across each face between blocks, scored from the stored faces -- one list of
    (fragment, fragment, score), kept in the output;
 3. **neurons** (a task per block): fragments joined by every merge below the
    threshold (``Agglomeration.merge``), each block rewritten through its part of
-   that union.
+   that union and repeated back to every pixel.
 
 Another threshold repeats step 3 only. Each block is marked when its writes
 returned, so ``kill -9`` and the same command again finish what was missing with
@@ -30,7 +30,7 @@ import numpy as np
 from ..core.geometry import Region
 from ..formats.objectstore import ObjectStore
 from ..formats.omezarr import probability_of
-from ..post.objects import Agglomeration, face_merges, fragments_and_merges, unpooled
+from ..post.objects import Agglomeration, face_merges, fragments_and_merges, pooled, unpooled
 from ..post.seams import Merge
 from .volume import (
     RETRIES,
@@ -105,24 +105,28 @@ class GraphDone:
 Event = Union[Started, BlockDone, BlockFailed, GraphDone]
 
 
-def object_grid(height: int, width: int, block: int) -> tuple[int, int]:
+def object_grid(height: int, width: int, block: int, pool: int = 1) -> tuple[int, int]:
     """Block height and width: the fewest blocks of at most ``block`` px a side, as equal as
-    a regular grid allows (no thin last block, whose agglomeration would see slivers of
-    cells). Chunks of the object arrays follow it, so no two blocks write one chunk."""
-    return tuple(-(-size // -(-size // block)) for size in (height, width))
+    a regular grid of whole working pixels (``pool`` px) allows -- no thin last block, whose
+    agglomeration would see slivers of cells. Chunks of the object arrays follow it, so
+    no two blocks write one chunk."""
+    def side(size: int) -> int:
+        blocks = -(-size // block)
+        return -(-size // (blocks * pool)) * pool
+
+    return side(height), side(width)
 
 
-def object_blocks(height: int, width: int, block: int) -> list[tuple[int, int, Region]]:
+def object_blocks(height: int, width: int, block: int, pool: int = 1) -> list[tuple[int, int, Region]]:
     """(row, column, core) of every object block, in raster order."""
-    by, bx = object_grid(height, width, block)
+    by, bx = object_grid(height, width, block, pool)
     return [(row, col, Region(y, x, min(height, y + by), min(width, x + bx)))
             for row, y in enumerate(range(0, height, by)) for col, x in enumerate(range(0, width, bx))]
 
 
 def run(job: ObjectsJob, store: ObjectStore, client) -> Iterator[Event]:
     """Every step not yet done; stops after a step in which a block failed."""
-    depth, height, width = store.fragments.shape
-    blocks = object_blocks(height, width, job.block)
+    blocks = object_blocks(*store.neurons.shape[1:], job.block, job.pool)
     threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
     fragmented = np.asarray(store.fragmented[...]) == 1
     todo = [b for b in blocks if not fragmented[b[0], b[1]]]
@@ -138,9 +142,8 @@ def run(job: ObjectsJob, store: ObjectStore, client) -> Iterator[Event]:
     todo = [b for b in blocks if not labelled[b[0], b[1]]]
     yield Started("neurons", len(blocks), len(blocks) - len(todo))
     first = store.first_id
-    span = depth * job.block * job.block
     yield from _step(client, "neurons", label_block, job, todo, threads,
-                     lambda b: (merge.within(first(b[0], b[1]), span),))
+                     lambda b: (merge.within(first(b[0], b[1]), store.span),))
 
 
 def _step(client, step: str, task, job: ObjectsJob, todo, threads: int, extra) -> Iterator[Event]:
@@ -164,7 +167,7 @@ def agglomeration(store: ObjectStore, blocks: list[tuple[int, int, Region]]) -> 
     """Every block's merge history and the candidate merges across the faces between blocks."""
     faces = np.asarray(store.faces[...])
     chance = np.asarray(store.face_probability[...], dtype=np.float32)
-    where = {(row, col): core for row, col, core in blocks}
+    where = {(row, col): core.pooled(store.pool) for row, col, core in blocks}
     parts = [Agglomeration(*store.history(row, col)) for row, col, _ in blocks]
     for (row, col), core in where.items():
         if (row + 1, col) in where:  # this block's bottom face against the next one's top
@@ -202,8 +205,8 @@ def fragment_block(job: ObjectsJob, row: int, col: int, core: Region) -> tuple[f
         probability = (probability_of(probability) + 2.0 * orthogonal_probability(job, core, store.depth)) / 3.0
         views = time.perf_counter() - start
     # serial sections stay in their stored bytes: pooled first, the working pixel made float
-    fragments, merges = fragments_and_merges(probability, store.first_id(row, col), job.scoring, job.pool,
-                                             store.fragments.dtype)
+    probability = pooled(probability, job.pool)
+    fragments, merges = fragments_and_merges(probability, store.first_id(row, col), job.scoring)
     store.write_block(row, col, core, fragments, probability, merges.pairs, merges.scores)
     return time.perf_counter() - start, views, _peak_mb()
 
@@ -226,15 +229,15 @@ def orthogonal_probability(job: ObjectsJob, core: Region, depth: int) -> np.ndar
 
 @one_line
 def label_block(job: ObjectsJob, row: int, col: int, core: Region, merge: Merge) -> tuple[float, float, float]:
-    """Neurons of one block from its fragments and its part of the merge; returns (seconds, 0, peak MB).
-    Fragments are whole working pixels (``job.pool``): the merge rewrites one pixel of each."""
+    """Neurons of one block from its fragments (on the working pixel, ``job.pool``) and its part
+    of the merge; returns (seconds, 0, peak MB)."""
     start = time.perf_counter()
     store = _store(job)
-    fragments = np.asarray(store.fragments[:, core.slices[0], core.slices[1]])
-    cells = fragments[:, ::job.pool, ::job.pool]
+    cells = core.pooled(job.pool)
+    fragments = np.asarray(store.fragments[:, cells.slices[0], cells.slices[1]])
     first = store.first_id(row, col)
-    count = max(int(cells.max(initial=0)) - first, 0)
-    neurons = unpooled(merge.apply(cells, first, count), job.pool, *fragments.shape[1:], store.neurons.dtype)
+    count = max(int(fragments.max(initial=0)) - first, 0)
+    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype)
     store.write_neurons(row, col, core, neurons)
     return time.perf_counter() - start, 0.0, _peak_mb()
 

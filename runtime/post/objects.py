@@ -21,8 +21,8 @@ the precompiled waterz scoring functions that the card may choose.
 
 On serial sections the graph is built at a coarser **working pixel**: membrane
 probability max-pooled ``pool`` x ``pool`` in xy (a membrane one pixel wide stays
-closed), fragments and merges on that grid, fragments repeated back to every
-pixel. A 4 nm pixel under a 50 nm section makes every z step a jump of ~12
+closed), fragments and merges on that grid (and stored there), neurons repeated back
+to every pixel. A 4 nm pixel under a 50 nm section makes every z step a jump of ~12
 pixels, across which a cell's interior faces its neighbour's; at the sections'
 own pixel the watershed leaks through z. ``xy_pool`` takes the largest power of
 two whose pixel stays within the section spacing, which is what measured best
@@ -123,7 +123,11 @@ def pooled(probability: np.ndarray, pool: int) -> np.ndarray:
     grown = probability
     if height % pool or width % pool:
         grown = np.pad(probability, ((0, 0), (0, -height % pool), (0, -width % pool)), mode="edge")
-    return grown.reshape(depth, grown.shape[1] // pool, pool, grown.shape[2] // pool, pool).max(axis=(2, 4))
+    rows, cols = grown.shape[1] // pool, grown.shape[2] // pool
+    # whole rows first (an element-wise maximum of contiguous rows), then the few columns:
+    # 4-5 times faster than one reduction over both axes of a (z, y, pool, x, pool) view
+    across = grown.reshape(depth * rows, pool, grown.shape[2]).max(axis=1)
+    return across.reshape(depth * rows, cols, pool).max(axis=2).reshape(depth, rows, cols)
 
 
 def unpooled(ids: np.ndarray, pool: int, height: int, width: int, dtype) -> np.ndarray:
@@ -137,15 +141,13 @@ def unpooled(ids: np.ndarray, pool: int, height: int, width: int, dtype) -> np.n
     return out.reshape(depth, rows * pool, cols * pool)[:, :height, :width]
 
 
-def fragments_and_merges(probability: np.ndarray, first_id: int, scoring: str, pool: int = 1,
-                         dtype=np.uint64) -> tuple[np.ndarray, Agglomeration]:
-    """(fragments numbered from ``first_id`` + 1, 0 nowhere, in ``dtype``; their merge
-    history) for one block of membrane probability (z, y, x; float, or uint8 as
-    ``volume`` stores it), built on the working pixel of ``pool`` (``xy_pool``) and
-    returned on the block's own pixels."""
+def fragments_and_merges(probability: np.ndarray, first_id: int, scoring: str) -> tuple[np.ndarray, Agglomeration]:
+    """(uint64 fragments numbered from ``first_id`` + 1, 0 nowhere; their merge history) for
+    one block of membrane probability (z, y, x; float, or uint8 as ``volume`` stores it),
+    on the block's own grid: pooled first (``pooled``) for a working pixel."""
     import waterz
 
-    affs = affinities(probability_of(pooled(probability, pool)))
+    affs = affinities(probability_of(probability))
     # one waterz call, one region graph: the segmentation at threshold 0 is the fragments
     # (no face scores below 0), the history from there to 1 is every merge
     fragments, history = None, []
@@ -162,7 +164,7 @@ def fragments_and_merges(probability: np.ndarray, first_id: int, scoring: str, p
     scores = np.maximum.accumulate(np.array([m["score"] for m in history], dtype=np.float32)) if history else \
         np.zeros(0, np.float32)
     fragments[fragments > 0] += np.uint64(first_id)
-    return unpooled(fragments, pool, *probability.shape[1:], dtype), Agglomeration(pairs + np.uint64(first_id), scores)
+    return fragments, Agglomeration(pairs + np.uint64(first_id), scores)
 
 
 def face_merges(ids: np.ndarray, probability: np.ndarray, other_ids: np.ndarray,
