@@ -144,6 +144,27 @@ def test_one_section_and_blank_sections_make_objects(isbi, tmp_path):
         assert (neurons > 0).all() and len(np.unique(neurons[0])) > 50
 
 
+def test_objects_of_another_store_layout_are_made_again(isbi, tmp_path):
+    """An output whose objects an older emseg-lite wrote (other arrays, the same parameters)
+    gets them made again rather than read in the wrong layout."""
+    from PIL import Image
+
+    stack = tmp_path / "two.tif"
+    tifffile.imwrite(stack, np.stack([np.asarray(Image.open(isbi / "test" / f"{z}.png")) for z in range(2)]),
+                     imagej=True, metadata={"axes": "ZYX"})
+    out = tmp_path / "two.ome.zarr"
+    assert run("volume", stack, "-o", out, "--neurons", "--workers", "1").returncode == 0
+    before = labels(out)
+    group = zarr.open_group(str(out), mode="r+")
+    attrs = group.attrs["emseg-lite"]
+    group.attrs["emseg-lite"] = {**attrs, "objects": {k: v for k, v in attrs["objects"].items() if k != "layout"}}
+    group["labels/fragments/0"][...] = 0  # what this version would misread
+    again = run("neurons", out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    for name, values in labels(out).items():
+        np.testing.assert_array_equal(values, before[name], err_msg=name)
+
+
 def test_bad_inputs_are_one_line_and_exit_2(segmented, fib, tmp_path, isbi):
     plain = tmp_path / "plain.ome.zarr"
     made = run("volume", isbi / "test" / "0.png", "-o", plain, "--workers", "1")
