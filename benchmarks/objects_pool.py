@@ -9,8 +9,9 @@ one neuron between sections cannot be seen this way.
 
 The membrane probability is the embedded model's, stored as ``volume`` stores it
 (8 bits); each pool max-pools it in xy before fragments and merges
-(``post.objects.fragments_and_merges``), at the card's scoring and threshold.
-Timed: fragments and merges of the whole stack (one block of 30 x 512 x 512).
+(``post.objects.fragments_and_merges``), at the card's scoring and threshold, and the
+neurons come back to every pixel as ``neurons`` writes them (``post.objects.unpooled``,
+each pixel of a working pixel that holds membrane from its nearest clear one). Timed: fragments and merges of the whole stack (one block of 30 x 512 x 512).
 
 ``python -m benchmarks.objects_pool DATA OUT``: about 1 min on 2 cores; writes
 OUT/objects_pool.json and .md.
@@ -35,7 +36,7 @@ PIXEL_NM, SECTION_NM = 4.0, 50.0
 def main(data: Path, out: Path) -> None:
     from emseg_lite.runtime import Segmenter
     from emseg_lite.runtime.post.metrics import object_scores
-    from emseg_lite.runtime.post.objects import fragments_and_merges, pooled, unpooled, xy_pool
+    from emseg_lite.runtime.post.objects import fragments_and_merges, membrane_cells, pooled, unpooled, xy_pool
 
     train = data / "isbi2012" / "train"
     count = len(list((train / "images").glob("*.png")))
@@ -49,10 +50,12 @@ def main(data: Path, out: Path) -> None:
     rows = []
     for pool in POOLS:
         start = time.perf_counter()
-        fragments, history = fragments_and_merges(pooled(probability, pool), 0, objects.scoring)
+        working = pooled(probability, pool)
+        fragments, history = fragments_and_merges(working, 0, objects.scoring)
         seconds = time.perf_counter() - start
         cells = history.merge(objects.threshold).apply(fragments, 0, int(fragments.max()))
-        neurons = unpooled(cells, pool, *probability.shape[1:], cells.dtype)
+        membrane = membrane_cells(working) if pool > 1 else None
+        neurons = unpooled(cells, pool, *probability.shape[1:], cells.dtype, membrane)
         cuts = [object_scores(truth[z], neurons[z]) for z in range(count)]
         rows.append({"pool": pool, "working_pixel_nm": pool * PIXEL_NM, "seconds": round(seconds, 3),
                      "fragments": int(np.unique(fragments).size),

@@ -202,19 +202,22 @@ def test_working_pixel_is_the_largest_power_of_two_within_the_section_spacing():
     assert xy_pool(None, 4.0, False, 8) == 8  # unknown: the card's serial_pool
 
 
-def test_pooled_fragments_keep_a_one_pixel_membrane_closed_and_cover_every_pixel():
-    from emseg_lite.runtime.post.objects import fragments_and_merges, pooled, unpooled
+def test_pooled_fragments_keep_a_one_pixel_membrane_closed_and_neurons_part_within_its_cells():
+    from emseg_lite.runtime.post.objects import fragments_and_merges, membrane_cells, pooled, unpooled
 
     probability = np.full((3, 61, 70), 0.02, np.float32)
-    probability[:, :, 29] = 1.0  # one pixel wide, not on a pooling cell's edge
+    probability[:, :, 29] = 1.0  # one pixel wide, inside the working pixels of columns 24-31
     working = pooled(probability, 8)
     assert working.shape == (3, 8, 9) and (working[:, :, 3] == 1.0).all() and (working[:, :, 4] < 0.1).all()
     fragments, history = fragments_and_merges(working, 100, "quantile-75")
     cells = history.merge(0.5).apply(fragments, 100, int(fragments.max()) - 100, renumber=True)
-    neurons = unpooled(cells, 8, 61, 70, np.uint32)
-    assert neurons.shape == probability.shape and (fragments > 100).all() and (neurons > 0).all()
-    left, right = np.unique(neurons[:, :, :24]), np.unique(neurons[:, :, 32:])
+    assert (fragments > 100).all() and len(np.unique(cells[:, :, :3])) == len(np.unique(cells[:, :, 4:])) == 1
+    blocky = unpooled(cells, 8, 61, 70, np.uint32)
+    neurons = unpooled(cells, 8, 61, 70, np.uint32, membrane_cells(working))
+    assert blocky.shape == neurons.shape == probability.shape and (neurons > 0).all()
+    left, right = np.unique(neurons[:, :, :28]), np.unique(neurons[:, :, 28:])  # each pixel to its nearer side
     assert len(left) == 1 and len(right) == 1 and left[0] != right[0]
-    blocks = neurons[:, :56, :64].reshape(3, 7, 8, 8, 8)
-    assert (blocks == blocks[:, :, :1, :, :1]).all()  # one id per 8 x 8 working pixel
-    assert (neurons[:, 56:, 64:] == neurons[:, 56:57, 64:65]).all()  # the last, cropped cell
+    assert (blocky[:, :, 24:32] == blocky[:, :, 24:25]).all()  # without: the cell's own id throughout
+    clear = np.ones(70, bool)
+    clear[24:32] = False
+    np.testing.assert_array_equal(neurons[:, :, clear], blocky[:, :, clear])  # clear cells keep their ids

@@ -7,6 +7,8 @@ Beside the section labels of ``omezarr``:
     labels/neurons/0    the same type, on every pixel: fragments joined at the threshold
     objects/faces       per object block, the fragment ids on its four side faces
     objects/face_probability   and the (pooled) membrane probability there (float16)
+    objects/probability        on the working pixel (pool > 1): the pooled probability,
+                               which tells the neurons which cells hold membrane
     objects/merges/R_C  per block, the merge history: fragment id pairs (n, 2) ...
     objects/scores/R_C  ... and the score of each merge (n,)
     objects/fragmented  one byte per object block, 1 once its fragments and merges are written
@@ -32,8 +34,8 @@ from .omezarr import image_label, multiscales, probability_of, scale_of
 
 FACES = ("top", "bottom", "left", "right")
 LAYOUT = 2
-"""Of the arrays above; objects stored in another layout are made again (2: fragments on
-the working pixel)."""
+"""Of the arrays above; objects stored in another layout are made again (2: fragments and
+the pooled probability on the working pixel)."""
 
 
 class ObjectStore:
@@ -74,6 +76,8 @@ class ObjectStore:
         ``probabilities`` stores it."""
         cells = core.pooled(self.pool)
         self.fragments[:, cells.slices[0], cells.slices[1]] = fragments.astype(self.fragments.dtype, copy=False)
+        if self.pool > 1:
+            self.group["objects/probability"][:, cells.slices[0], cells.slices[1]] = probability
         lines = np.zeros(self.faces.shape[2:], dtype=self.faces.dtype)
         chance = np.zeros(self.faces.shape[2:], dtype=np.float16)
         for index, (ids, p) in enumerate(_faces(fragments, probability)):
@@ -91,6 +95,11 @@ class ObjectStore:
     def history(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
         name = f"{row}_{col}"
         return np.asarray(self.group[f"objects/merges/{name}"]), np.asarray(self.group[f"objects/scores/{name}"])
+
+    def pooled_probability(self, core: Region) -> np.ndarray:
+        """A block's probability on the working pixel (pool > 1), as ``write_block`` stored it."""
+        cells = core.pooled(self.pool)
+        return np.asarray(self.group["objects/probability"][:, cells.slices[0], cells.slices[1]])
 
     def write_neurons(self, row: int, col: int, core: Region, neurons: np.ndarray) -> None:
         self.neurons[:, core.slices[0], core.slices[1]] = neurons.astype(self.neurons.dtype, copy=False)
@@ -164,6 +173,11 @@ def _create(group, parameters: dict, chunks: tuple[int, int]) -> None:
                          dtype=dtype, fill_value=0, compressors=compressors)
     objects.create_array("face_probability", shape=(rows, cols, *face),
                          chunks=(1, 1, *face), dtype=np.float16, fill_value=0, compressors=compressors)
+    if pool > 1:
+        probability = group["probabilities"]
+        objects.create_array("probability", shape=group["labels/fragments/0"].shape,
+                             chunks=group["labels/fragments/0"].chunks, dtype=probability.dtype, fill_value=0,
+                             compressors=compressors)
     for flags in ("fragmented", "labelled"):
         objects.create_array(flags, shape=(rows, cols), chunks=(1, 1), dtype=np.uint8, fill_value=0)
     objects.create_group("merges")

@@ -71,13 +71,15 @@ def segment_stack(segmenter: Segmenter, pages: np.ndarray, post: PostProcessing,
 def neurons_of(probability: np.ndarray, card: ModelCard) -> np.ndarray:
     """A stack's 3-D neurons: the objects step of ``volume --neurons`` (``post.objects``) on
     one block, the whole stack, at the card's threshold. A layer says nothing of its voxel
-    size, so the stack is taken for serial sections (``--voxels anisotropic``), at the
-    sections' own pixel: proofreading edits neurons along their membranes pixel by pixel,
-    which the blocky boundaries of a pooled working pixel (``volume``'s) would not allow."""
-    from ..post.objects import fragments_and_merges
+    size, so the stack is taken for serial sections (``--voxels anisotropic``, the card's
+    ``serial_pool``): on the sections' own pixel neurons leak through z."""
+    from ..post.objects import fragments_and_merges, membrane_cells, pooled, unpooled
 
-    fragments, history = fragments_and_merges(probability, 0, card.objects.scoring)
-    return history.merge(card.objects.threshold).apply(fragments, 0, int(fragments.max()), renumber=True)
+    pool = card.objects.serial_pool
+    working = pooled(probability, pool)
+    fragments, history = fragments_and_merges(working, 0, card.objects.scoring)
+    cells = history.merge(card.objects.threshold).apply(fragments, 0, int(fragments.max()), renumber=True)
+    return unpooled(cells, pool, *probability.shape[1:], np.uint64, membrane_cells(working) if pool > 1 else None)
 
 
 def missing_volume_extra() -> str | None:

@@ -12,7 +12,8 @@ Three steps over object blocks (every section, ``block`` x ``block`` pixels):
    (fragment, fragment, score), kept in the output;
 3. **neurons** (a task per block): fragments joined by every merge below the
    threshold (``Agglomeration.merge``), each block rewritten through its part of
-   that union and repeated back to every pixel.
+   that union and repeated back to every pixel (in the working pixels that hold
+   membrane, each pixel from its nearest clear one: ``post.objects.unpooled``).
 
 Another threshold repeats step 3 only. Each block is marked when its writes
 returned, so ``kill -9`` and the same command again finish what was missing with
@@ -30,7 +31,7 @@ import numpy as np
 from ..core.geometry import Region
 from ..formats.objectstore import ObjectStore
 from ..formats.omezarr import probability_of
-from ..post.objects import Agglomeration, face_merges, fragments_and_merges, pooled, unpooled
+from ..post.objects import Agglomeration, face_merges, fragments_and_merges, membrane_cells, pooled, unpooled
 from ..post.seams import Merge
 from .volume import (
     RETRIES,
@@ -237,9 +238,22 @@ def label_block(job: ObjectsJob, row: int, col: int, core: Region, merge: Merge)
     fragments = np.asarray(store.fragments[:, cells.slices[0], cells.slices[1]])
     first = store.first_id(row, col)
     count = max(int(fragments.max(initial=0)) - first, 0)
-    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype)
+    membrane = membrane_cells(store.pooled_probability(core)) if job.pool > 1 else None
+    size = fragments.shape[0] * fragments.shape[1] * fragments.shape[2] * job.pool ** 2
+    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype, membrane,
+                       _scratch(size, store.neurons.dtype))
     store.write_neurons(row, col, core, neurons)
     return time.perf_counter() - start, 0.0, _peak_mb()
+
+
+def _scratch(size: int, dtype) -> np.ndarray:
+    """This worker thread's one buffer for a block's neurons, grown to ``size`` items where
+    needed: a fresh 100 MB array per block paid its page faults every time (0.2 s of the
+    0.5 s a 100 x 512 x 512 block's neurons took, 2026-12-07, 2-core Intel Xeon)."""
+    box = cached(("neurons scratch", np.dtype(dtype).str), lambda: [np.empty(0, dtype)])
+    if box[0].size < size:
+        box[0] = np.empty(size, dtype)
+    return box[0]
 
 
 def _peak_mb() -> float:
