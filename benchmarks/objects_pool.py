@@ -36,7 +36,7 @@ PIXEL_NM, SECTION_NM = 4.0, 50.0
 def main(data: Path, out: Path) -> None:
     from emseg_lite.runtime import Segmenter
     from emseg_lite.runtime.post.metrics import object_scores
-    from emseg_lite.runtime.post.objects import fragments_and_merges, membrane_cells, pooled, unpooled, xy_pool
+    from emseg_lite.runtime.post.objects import fragments_and_merges, pooled, unpooled, xy_pool
 
     train = data / "isbi2012" / "train"
     count = len(list((train / "images").glob("*.png")))
@@ -54,8 +54,7 @@ def main(data: Path, out: Path) -> None:
         fragments, history = fragments_and_merges(working, 0, objects.scoring)
         seconds = time.perf_counter() - start
         cells = history.merge(objects.threshold).apply(fragments, 0, int(fragments.max()))
-        membrane = membrane_cells(working) if pool > 1 else None
-        neurons = unpooled(cells, pool, *probability.shape[1:], cells.dtype, membrane)
+        neurons = unpooled(cells, pool, *probability.shape[1:], cells.dtype, working)
         cuts = [object_scores(truth[z], neurons[z]) for z in range(count)]
         rows.append({"pool": pool, "working_pixel_nm": pool * PIXEL_NM, "seconds": round(seconds, 3),
                      "fragments": int(np.unique(fragments).size),

@@ -203,7 +203,7 @@ def test_working_pixel_is_the_largest_power_of_two_within_the_section_spacing():
 
 
 def test_pooled_fragments_keep_a_one_pixel_membrane_closed_and_neurons_part_within_its_cells():
-    from emseg_lite.runtime.post.objects import fragments_and_merges, membrane_cells, pooled, unpooled
+    from emseg_lite.runtime.post.objects import fragments_and_merges, pooled, unpooled
 
     probability = np.full((3, 61, 70), 0.02, np.float32)
     probability[:, :, 29] = 1.0  # one pixel wide, inside the working pixels of columns 24-31
@@ -213,7 +213,7 @@ def test_pooled_fragments_keep_a_one_pixel_membrane_closed_and_neurons_part_with
     cells = history.merge(0.5).apply(fragments, 100, int(fragments.max()) - 100, renumber=True)
     assert (fragments > 100).all() and len(np.unique(cells[:, :, :3])) == len(np.unique(cells[:, :, 4:])) == 1
     blocky = unpooled(cells, 8, 61, 70, np.uint32)
-    neurons = unpooled(cells, 8, 61, 70, np.uint32, membrane_cells(working))
+    neurons = unpooled(cells, 8, 61, 70, np.uint32, working)
     assert blocky.shape == neurons.shape == probability.shape and (neurons > 0).all()
     left, right = np.unique(neurons[:, :, :28]), np.unique(neurons[:, :, 28:])  # each pixel to its nearer side
     assert len(left) == 1 and len(right) == 1 and left[0] != right[0]

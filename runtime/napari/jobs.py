@@ -73,13 +73,13 @@ def neurons_of(probability: np.ndarray, card: ModelCard) -> np.ndarray:
     one block, the whole stack, at the card's threshold. A layer says nothing of its voxel
     size, so the stack is taken for serial sections (``--voxels anisotropic``, the card's
     ``serial_pool``): on the sections' own pixel neurons leak through z."""
-    from ..post.objects import fragments_and_merges, membrane_cells, pooled, unpooled
+    from ..post.objects import fragments_and_merges, pooled, unpooled
 
     pool = card.objects.serial_pool
     working = pooled(probability, pool)
     fragments, history = fragments_and_merges(working, 0, card.objects.scoring)
     cells = history.merge(card.objects.threshold).apply(fragments, 0, int(fragments.max()), renumber=True)
-    return unpooled(cells, pool, *probability.shape[1:], np.uint64, membrane_cells(working) if pool > 1 else None)
+    return unpooled(cells, pool, *probability.shape[1:], np.uint64, working)
 
 
 def missing_volume_extra() -> str | None:

@@ -31,7 +31,7 @@ import numpy as np
 from ..core.geometry import Region
 from ..formats.objectstore import ObjectStore
 from ..formats.omezarr import probability_of
-from ..post.objects import Agglomeration, face_merges, fragments_and_merges, membrane_cells, pooled, unpooled
+from ..post.objects import Agglomeration, face_merges, fragments_and_merges, pooled, unpooled
 from ..post.seams import Merge
 from .volume import (
     RETRIES,
@@ -238,10 +238,9 @@ def label_block(job: ObjectsJob, row: int, col: int, core: Region, merge: Merge)
     fragments = np.asarray(store.fragments[:, cells.slices[0], cells.slices[1]])
     first = store.first_id(row, col)
     count = max(int(fragments.max(initial=0)) - first, 0)
-    membrane = membrane_cells(store.pooled_probability(core)) if job.pool > 1 else None
-    size = fragments.shape[0] * fragments.shape[1] * fragments.shape[2] * job.pool ** 2
-    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype, membrane,
-                       _scratch(size, store.neurons.dtype))
+    probability = store.pooled_probability(core) if job.pool > 1 else None
+    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype, probability,
+                       _scratch(fragments.size * job.pool ** 2, store.neurons.dtype))
     store.write_neurons(row, col, core, neurons)
     return time.perf_counter() - start, 0.0, _peak_mb()
 

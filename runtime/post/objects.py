@@ -22,9 +22,10 @@ the precompiled waterz scoring functions that the card may choose.
 On serial sections the graph is built at a coarser **working pixel**: membrane
 probability max-pooled ``pool`` x ``pool`` in xy (a membrane one pixel wide stays
 closed), fragments and merges on that grid (and stored there), neurons brought back
-to every pixel (``unpooled``: along membranes, from the nearest clear working pixel). A 4 nm pixel under a 50 nm section makes every z step a jump of ~12
-pixels, across which a cell's interior faces its neighbour's; at the sections'
-own pixel the watershed leaks through z. ``xy_pool`` takes the largest power of
+to every pixel (``unpooled``: along membranes, from the nearest clear working pixel).
+A 4 nm pixel under a 50 nm section makes every z step a jump of ~12 pixels, across
+which a cell's interior faces its neighbour's; at the sections' own pixel the
+watershed leaks through z. ``xy_pool`` takes the largest power of
 two whose pixel stays within the section spacing, which is what measured best
 on ISBI 2012's 30 train sections (``make objects-pool``; cross-sections of the 3-D
 objects against the 2-D labels, ARAND F 0.09 at pool 1, 0.88 at 8, 0.78 at 16),
@@ -137,11 +138,11 @@ def pooled(probability: np.ndarray, pool: int) -> np.ndarray:
 
 
 def unpooled(ids: np.ndarray, pool: int, height: int, width: int, dtype,
-             membrane: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
+             probability: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
     """Each working voxel's id on every pixel of its cell, cropped to ``height`` x ``width``.
 
-    With ``membrane`` (bool, like ``ids``: the cells that hold membrane, ``MEMBRANE_CELL``),
-    each pixel of such a cell takes instead the id of the nearest membrane-free cell among
+    With ``probability`` (pooled, like ``ids``), each pixel of a cell that holds membrane
+    (``MEMBRANE_CELL``) takes instead the id of the nearest membrane-free cell among
     the eight around it (its own where there is none): two neurons then part between their
     clear cells, across the membrane's cells, rather than along the cells' edges. ISBI 2012's
     30 train sections at pool 8, cross-sections of the 3-D objects against the labels:
@@ -154,7 +155,8 @@ def unpooled(ids: np.ndarray, pool: int, height: int, width: int, dtype,
     shape = (depth, rows, pool, cols * pool)
     out = np.empty(shape, dtype=dtype) if scratch is None else scratch[:np.prod(shape)].reshape(shape)
     out[...] = across[:, :, None, :]  # whole rows copied, in the stored dtype
-    if membrane is not None:
+    if probability is not None:
+        membrane = probability_of(probability) > MEMBRANE_CELL
         z, y, x = np.nonzero(membrane)
         clear = np.pad(~membrane, 1, constant_values=False)[1:-1]  # no neighbour beyond y and x
         grown = np.pad(ids, ((0, 0), (1, 1), (1, 1)), mode="edge")
@@ -167,11 +169,6 @@ def unpooled(ids: np.ndarray, pool: int, height: int, width: int, dtype,
         cells = out.reshape(depth, rows, pool, cols, pool).transpose(0, 1, 3, 2, 4)
         cells[z, y, x] = around[np.arange(len(z))[:, None], nearest].reshape(-1, pool, pool)
     return out.reshape(depth, rows * pool, cols * pool)[:, :height, :width]
-
-
-def membrane_cells(probability: np.ndarray) -> np.ndarray:
-    """Which working pixels of a pooled probability (``pooled``) hold membrane."""
-    return probability_of(probability) > MEMBRANE_CELL
 
 
 NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
