@@ -111,16 +111,15 @@ def _read_volume(path: Path) -> list[LayerData]:
     from ..formats.omezarr import placement
 
     group = zarr.open_group(str(path), mode="r")
-    attrs = group.attrs.asdict()
-    scale = tuple(attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"])
+    placed = placement(group)
     layers: list[LayerData] = []
-    source = Path(attrs["emseg-lite"]["layout"]["input"])
+    source = Path(group.attrs["emseg-lite"]["layout"]["input"])
     if source.exists():
-        layers.append((_lazy_volume(source), {"name": source.name, "scale": scale}, "image"))
+        layers.append((_lazy_volume(source), {"name": source.name, **placed}, "image"))
     if "probabilities" in group:
         probabilities = da.from_zarr(group["probabilities"])
         top = 255.0 if probabilities.dtype == np.uint8 else 1.0
-        layers.append((probabilities, {"name": f"{path.name} probability", "scale": scale, "colormap": "magma",
+        layers.append((probabilities, {"name": f"{path.name} probability", **placed, "colormap": "magma",
                                        "contrast_limits": (0.0, top), "opacity": 0.5, "blending": "additive"},
                        "image"))
     for name in ("membrane", "regions", "fragments", "neurons"):
