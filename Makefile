@@ -147,8 +147,8 @@ bench-big: $(STAMP)  ## 20000 and 30000 px sections end to end, 5 paired rounds 
 		--benchmark-json=benchmarks/results/big_sections.json
 	$(BIN)/python -m benchmarks.report benchmarks/results/big_sections.json --out benchmarks/results --name big_sections
 
-bench-gpu: $(STAMP)  ## on a machine with a GPU: latency per variant, then a 20000 px mosaic end to end with float16 and float16-2048
-	$(BIN)/python -m pytest benchmarks/test_latency.py -k gpu --benchmark-only -rs
+bench-gpu: $(STAMP)  ## on a machine with a GPU: latency per variant, inference alone on a 4096 px section (GPU and CPU), then a 20000 px mosaic end to end with float16 and float16-2048
+	$(BIN)/python -m pytest benchmarks/test_latency.py -k "gpu or big_section" --benchmark-only -rs -s
 	for model in float16 float16-2048; do EMSEG_BIG_SIDES=20000 EMSEG_BIG_ACCELERATOR=gpu EMSEG_BIG_MODEL=$$model \
 		$(BIN)/python -m pytest benchmarks/test_big_sections.py --benchmark-only -s -k watershed || exit 1; done
 

@@ -5,6 +5,7 @@ models are real (a ``make export`` or the embedded ones).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from emseg_lite.runtime.pipelines.segmenter import Segmenter
 from emseg_lite.runtime.post.metrics import rand_and_info
 from emseg_lite.runtime.post.postprocess import membrane_mask
 
+from .mosaic import TILE, band, variants
 from .subjects import EXPORTED, FLOORS
 
 THREADS = (1, 2)
@@ -102,6 +104,39 @@ def test_embedded_model_on_gpu(benchmark, record, embedded, isbi_slice, variant)
     record(origin="embedded", accelerator=segmenter.placement,
            **_figures(segmenter, probability, _tflite_reference(embedded, image), truth,
                       embedded.floors_apply and variant != "float32", variant, image.size))
+
+
+GPU_SIDE = int(os.environ.get("EMSEG_GPU_SIDE", "4096"))
+"""The section side of the inference-throughput rows: 4096 px is 64 calls of the 608 px
+model and 9 of the 2048 px one, enough to fill a GPU's queue."""
+
+
+@pytest.fixture(scope="module")
+def mosaic_section(data_root) -> np.ndarray:
+    """A ``GPU_SIDE`` square mosaic of real vnc-stack2 sections, in memory."""
+    parts = variants(data_root)
+    return np.concatenate([band(parts, row, GPU_SIDE) for row in range(-(-GPU_SIDE // TILE))])[:GPU_SIDE]
+
+
+@pytest.mark.parametrize("accelerator,variant", [("gpu", "float16"), ("gpu", "float16-2048"),
+                                                 ("cpu", "float16"), ("cpu", "int8")])
+def test_inference_throughput_on_a_big_section(benchmark, record, embedded, mosaic_section, accelerator, variant):
+    """Inference alone (no post-processing, no files) in megapixels a second, the figure the
+    GPU route is aimed at (500 MP/s), with the CPU beside it on the same section. Agreement
+    is with the float32 model on the CPU."""
+    try:
+        segmenter = Segmenter.load(variant, accelerator=accelerator)
+    except GpuUnavailable as exc:
+        pytest.skip(f"skipped: no GPU adapter ({exc.reason})")
+    segmenter.probabilities(mosaic_section[:TILE, :TILE])  # compiles the GPU's kernels: not timed
+    probability = benchmark.pedantic(segmenter.probabilities, args=(mosaic_section,), rounds=3, iterations=1)
+    seconds = benchmark.stats.stats.median
+    record(origin="embedded", accelerator=segmenter.placement, side=GPU_SIDE,
+           megapixels_per_s=round(mosaic_section.size / seconds / 1e6, 1),
+           **_figures(segmenter, probability, _tflite_reference(embedded, mosaic_section), None,
+                      embedded.floors_apply, variant, mosaic_section.size))
+    print(f"\n{GPU_SIDE} x {GPU_SIDE}, {variant} on {segmenter.placement}: {seconds:.3f} s, "
+          f"{mosaic_section.size / seconds / 1e6:.1f} MP/s")
 
 
 def test_embedded_int8_tiled_1024_big_endian_tiff(benchmark, record, embedded, vnc_path):
