@@ -131,12 +131,12 @@ def test_inference_throughput_on_a_big_section(benchmark, record, embedded, mosa
     segmenter.probabilities(mosaic_section[:TILE, :TILE])  # compiles the GPU's kernels: not timed
     probability = benchmark.pedantic(segmenter.probabilities, args=(mosaic_section,), rounds=3, iterations=1)
     seconds = benchmark.stats.stats.median
-    record(origin="embedded", accelerator=segmenter.placement, side=GPU_SIDE,
-           megapixels_per_s=round(mosaic_section.size / seconds / 1e6, 1),
+    rate = mosaic_section.size / seconds / 1e6
+    record(origin="embedded", accelerator=segmenter.placement, side=GPU_SIDE, megapixels_per_s=round(rate, 1),
            **_figures(segmenter, probability, _tflite_reference(embedded, mosaic_section), None,
                       embedded.floors_apply, variant, mosaic_section.size))
     print(f"\n{GPU_SIDE} x {GPU_SIDE}, {variant} on {segmenter.placement}: {seconds:.3f} s, "
-          f"{mosaic_section.size / seconds / 1e6:.1f} MP/s")
+          f"{rate:.1f} MP/s")
 
 
 def test_embedded_int8_tiled_1024_big_endian_tiff(benchmark, record, embedded, vnc_path):

@@ -96,8 +96,11 @@ class ObjectStore:
         name = f"{row}_{col}"
         return np.asarray(self.group[f"objects/merges/{name}"]), np.asarray(self.group[f"objects/scores/{name}"])
 
-    def pooled_probability(self, core: Region) -> np.ndarray:
-        """A block's probability on the working pixel (pool > 1), as ``write_block`` stored it."""
+    def pooled_probability(self, core: Region) -> np.ndarray | None:
+        """A block's probability on the working pixel, as ``write_block`` stored it; None at
+        pool 1, where the neurons are the fragments' own pixels and need none."""
+        if self.pool == 1:
+            return None
         cells = core.pooled(self.pool)
         return np.asarray(self.group["objects/probability"][:, cells.slices[0], cells.slices[1]])
 

@@ -238,9 +238,8 @@ def label_block(job: ObjectsJob, row: int, col: int, core: Region, merge: Merge)
     fragments = np.asarray(store.fragments[:, cells.slices[0], cells.slices[1]])
     first = store.first_id(row, col)
     count = max(int(fragments.max(initial=0)) - first, 0)
-    probability = store.pooled_probability(core) if job.pool > 1 else None
-    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype, probability,
-                       _scratch(fragments.size * job.pool ** 2, store.neurons.dtype))
+    neurons = unpooled(merge.apply(fragments, first, count), job.pool, *core.shape, store.neurons.dtype,
+                       store.pooled_probability(core), _scratch(fragments.size * job.pool ** 2, store.neurons.dtype))
     store.write_neurons(row, col, core, neurons)
     return time.perf_counter() - start, 0.0, _peak_mb()
 
